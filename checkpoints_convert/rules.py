@@ -1,0 +1,56 @@
+"""Name-and-layout rules between PyTorch state dicts and Flax parameter trees.
+
+A rule pairs a state-dict key pattern with a tree path pattern and an exactly invertible
+layout transform. Patterns use `{p}` (any dotted prefix) and `{n}` (an integer); a tree
+pattern of None keeps the tensor aside, untouched, for export (e.g. BatchNorm's
+`num_batches_tracked`, which no forward pass reads).
+"""
+
+import re
+
+import numpy as np
+
+# torch layout -> tree layout, and back. Pure transposes/reshapes: round trips are bit-exact.
+TRANSFORMS = {
+    "same": (lambda a: a, lambda a: a),
+    "linear": (lambda a: a.T, lambda a: a.T),  # [out, in] <-> [in, out]
+    "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)),  # OIHW <-> HWIO
+    "mconv": (lambda a: a[0].transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)[None]),  # 1OIHW <-> HWIO
+    "conv_t": (lambda a: a.transpose(2, 3, 0, 1), lambda a: a.transpose(2, 3, 0, 1)),  # IOHW <-> HWIO
+    "nchw": (lambda a: a.transpose(0, 2, 3, 1), lambda a: a.transpose(0, 3, 1, 2)),  # NCHW <-> NHWC
+}
+
+_PLACEHOLDERS = {"p": r"(?P<p>.+?)", "n": r"(?P<n>\d+)"}
+
+
+def _compile(pattern):
+    parts = re.split(r"(\{[pn]\})", pattern)
+    return re.compile("".join(_PLACEHOLDERS[x[1]] if x in ("{p}", "{n}") else re.escape(x) for x in parts))
+
+
+class Rules:
+    def __init__(self, rules):
+        self.rules = [(_compile(t), t, None if p is None else _compile(p), p, f) for t, p, f in rules]
+
+    def to_tree(self, key):
+        """(tree path or None, transform name) for a state-dict key, or None if no rule matches."""
+        for rx, _, _, path, transform in self.rules:
+            m = rx.fullmatch(key)
+            if m:
+                return (None if path is None else path.format(**m.groupdict())), transform
+        return None
+
+    def to_key(self, path):
+        for _, key, rx, _, transform in self.rules:
+            m = rx and rx.fullmatch(path)
+            if m:
+                return key.format(**m.groupdict()), transform
+        raise KeyError(f"no state-dict name for tree path {path!r}")
+
+
+def forward(transform, array):
+    return np.ascontiguousarray(TRANSFORMS[transform][0](np.asarray(array)))
+
+
+def inverse(transform, array):
+    return np.ascontiguousarray(TRANSFORMS[transform][1](np.asarray(array)))

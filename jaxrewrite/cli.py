@@ -1,0 +1,143 @@
+"""`jaxrewrite` command line: convert, export, layers, sample."""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+
+def _load(path, args=None):
+    from checkpoints_convert import load_model
+
+    config = json.loads(args.config) if args is not None and getattr(args, "config", None) else None
+    arch = getattr(args, "arch", "auto") if args is not None else "auto"
+    return load_model(path, arch=arch, config=config)
+
+
+def cmd_convert(args):
+    from jaxrewrite import modelfile
+
+    model = _load(args.checkpoint, args)
+    modelfile.save(model, args.out)
+    n = sum(int(np.prod(np.shape(v))) for v in _leaves(model.params))
+    print(f"{args.checkpoint}: {model.arch} ({model.source.get('layout')}), {n:,} parameters -> {args.out}")
+    print(f"weights sha256 {model.digest()}")
+
+
+def cmd_export(args):
+    from checkpoints_convert import export, write
+
+    write(export(_load(args.model)), args.out)
+    print(f"{args.model} -> {args.out}")
+
+
+def cmd_layers(args):
+    import jax
+
+    model = _load(args.model)
+    gen = _generator(model, args)
+    bag = gen.inputs(np.zeros((1, gen.z_dim), np.float32), **_noise_inputs(args, [0]))
+    for layer in gen.layers:
+        bag = jax.eval_shape(lambda p, b, layer=layer: layer.apply(p, b), model.params, bag)
+        print(f"{layer.name:40s} fmap {tuple(bag['fmap'].shape) if 'fmap' in bag else '-'}")
+
+
+def cmd_sample(args):
+    import jax
+
+    from jaxrewrite import images
+    from jaxrewrite.zdataset import z_dataset
+
+    if args.n < 1 or args.batch_size < 1:
+        raise ValueError(f"--n and --batch-size must be >= 1, got {args.n} and {args.batch_size}")
+    images.check_path(args.out)
+    model = _load(args.model)
+    gen = _generator(model, args)
+    run = jax.jit(lambda params, z, **kw: gen(params, z, **kw))
+    z = z_dataset(args.n, gen.z_dim, args.seed)
+    out = []
+    for start in range(0, args.n, args.batch_size):
+        numbers = np.arange(start, min(start + args.batch_size, args.n))
+        out.append(np.asarray(run(model.params, z[numbers], **_noise_inputs(args, numbers))))
+    images.save(args.out, np.concatenate(out))
+    print(f"{args.n} images (seed {args.seed}) -> {args.out}")
+
+
+def _generator(model, args):
+    if model.arch != "stylegan2":
+        return model.generator()
+    return model.generator(noise=args.noise, noise_batch=args.noise_batch, truncation=args.truncation)
+
+
+def _noise_inputs(args, numbers):
+    import jax
+
+    extra = {"image_numbers": np.asarray(numbers)}
+    if args.noise == "random":
+        extra["noise_key"] = jax.random.PRNGKey(args.noise_seed)
+    return extra
+
+
+def _leaves(tree):
+    for v in tree.values():
+        yield from _leaves(v) if isinstance(v, dict) else [v]
+
+
+def _noise_options(p):
+    p.add_argument("--noise", default="official", choices=["official", "fixed", "zero", "random"],
+                   help="StyleGAN2 noise: 'official' = the official code's RandomState(0) draw (default), "
+                        "'fixed' = the checkpoint's noise buffers, 'zero', 'random' (--noise-seed)")
+    p.add_argument("--noise-batch", type=int, default=1,
+                   help="official noise: emulate the official code running batches of this size "
+                        "(image n gets noise row n %% B; 1 = one image per call, as the rewriter)")
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--truncation", type=float, default=1.0, help="StyleGAN2 truncation towards latent_avg")
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="jaxrewrite", description="Rewrite deep generative models in JAX.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="PyTorch checkpoint (.pt/.pth/.tar/.npz) -> jaxrewrite model file")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True)
+    p.add_argument("--arch", default="auto", choices=["auto", "stylegan2", "proggan", "dcgan"])
+    p.add_argument("--config", help='JSON of settings a state dict cannot tell, e.g. \'{"lr_mlp": 0.01}\' '
+                                    'or \'{"strides": [1,2,2,2,2], "paddings": [0,1,1,1,1]}\'')
+    p.set_defaults(run=cmd_convert)
+
+    p = sub.add_parser("export", help="model file -> PyTorch state dict in its original layout (.pt or .npz)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("layers", help="list the generator's named layers and feature-map shapes")
+    p.add_argument("--model", required=True)
+    _noise_options(p)
+    p.set_defaults(run=cmd_layers)
+
+    p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed")
+    p.add_argument("--model", required=True, help="model file or any convertible checkpoint")
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1, help="z data-set seed (official default 1)")
+    p.add_argument("--out", required=True, help="grid.png or images.npy (float32 NHWC in [-1, 1])")
+    p.add_argument("--batch-size", type=int, default=32)
+    _noise_options(p)
+    p.set_defaults(run=cmd_sample)
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, OSError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"jaxrewrite: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

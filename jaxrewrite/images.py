@@ -1,0 +1,40 @@
+"""Generator output ([-1, 1] floats, NHWC) to files."""
+
+import io
+import math
+
+import numpy as np
+from PIL import Image
+
+from .modelfile import atomic_write
+
+
+def to_uint8(images):
+    return np.clip(np.rint((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def grid(images, cols=None):
+    """Tile [N, H, W, C] images row-major into one [rows*H, cols*W, C] image."""
+    n, h, w, c = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    padded = np.zeros((rows * cols, h, w, c), images.dtype)
+    padded[:n] = images
+    return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def check_path(path):
+    if not str(path).lower().endswith((".npy", ".png", ".jpg", ".jpeg")):
+        raise ValueError(f"{path}: output must end in .png, .jpg or .npy")
+
+
+def save(path, images, cols=None):
+    """`.npy`: the raw float32 NHWC array; `.png`/`.jpg`: a grid of the images."""
+    check_path(path)
+    images = np.asarray(images, np.float32)
+    if path.endswith(".npy"):
+        atomic_write(path, lambda f: np.save(f, images))
+    elif path.lower().endswith((".png", ".jpg", ".jpeg")):
+        buf = io.BytesIO()
+        Image.fromarray(grid(to_uint8(images), cols)).save(buf, format="PNG" if path.lower().endswith(".png") else "JPEG")
+        atomic_write(path, lambda f: f.write(buf.getvalue()))

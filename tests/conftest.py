@@ -1,0 +1,35 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+requires_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden not available (a user's clone)")
+
+
+def rel_err(actual, expected):
+    """Max abs error relative to the reference's largest magnitude (elementwise relative error
+    is meaningless for values near zero)."""
+    expected = np.asarray(expected, np.float64)
+    return float(np.max(np.abs(np.asarray(actual, np.float64) - expected)) / np.max(np.abs(expected)))
+
+
+def nchw(x):
+    x = np.asarray(x)
+    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+@pytest.fixture
+def golden():
+    if not GOLDEN.is_dir():
+        pytest.skip("../shared/golden not available (a user's clone)")
+    return GOLDEN
+
+
+@pytest.fixture(autouse=True)
+def _cpu_single_thread_env(monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))

@@ -1,0 +1,116 @@
+"""Generators of sizes and widths the golden data does not cover, against the numpy reference."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import nchw, rel_err
+
+import checkpoints_convert as cc
+import factories
+import numpy_reference
+
+TOL = 1e-4
+
+
+@pytest.mark.parametrize("size,style_dim,n_mlp,channels", [
+    (8, 16, 1, {4: 16, 8: 8}),
+    (64, 32, 3, {4: 32, 8: 24, 16: 16, 32: 16, 64: 8}),
+])
+def test_stylegan2_other_sizes(size, style_dim, n_mlp, channels):
+    rng = np.random.default_rng(size)
+    sd = factories.stylegan2(rng, size, style_dim, n_mlp, channels)
+    model = cc.convert(sd)
+    z = rng.standard_normal((3, style_dim)).astype(np.float32)
+    gen = model.generator(noise_batch=3)
+    images = jax.jit(lambda p, z: gen(p, z))(model.params, z)
+    chex.assert_shape(images, (3, size, size, 3))
+    assert rel_err(nchw(images), numpy_reference.stylegan2(sd, z, np.arange(3), 3)) < TOL
+    single = model.generator(noise_batch=1)(model.params, z)
+    assert rel_err(nchw(single), numpy_reference.stylegan2(sd, z, np.zeros(3, int), 1)) < TOL
+
+
+@pytest.mark.parametrize("sizes", [(16, 32, 16), (32, 48, 32, 16, 16, 8)])
+def test_proggan_other_sizes(sizes):
+    rng = np.random.default_rng(len(sizes))
+    sd = factories.proggan(rng, sizes)
+    model = cc.convert(sd)
+    z = rng.standard_normal((2, sizes[0])).astype(np.float32)
+    images = model.generator()(model.params, z)
+    res = 4 * 2 ** (len(sizes) - 2)
+    chex.assert_shape(images, (2, res, res, 3))
+    assert rel_err(nchw(images), numpy_reference.proggan(sd, z)) < TOL
+
+
+def test_dcgan_matches_numpy_reference():
+    rng = np.random.default_rng(0)
+    sd = factories.dcgan(rng, nz=16, ngf=8, n_up=4)
+    model = cc.convert({"netG_state_dict": sd, "epoch": 3})
+    assert model.config["strides"] == [1, 2, 2, 2, 2]
+    z = rng.standard_normal((3, 16)).astype(np.float32)
+    images = jax.jit(lambda p, z: model.generator()(p, z))(model.params, z)
+    chex.assert_shape(images, (3, 64, 64, 3))
+    assert rel_err(nchw(images), numpy_reference.dcgan(sd, z, [1, 2, 2, 2, 2], [0, 1, 1, 1, 1])) < TOL
+    # eval-mode BatchNorm matters: without running statistics the output differs
+    sd_plain = {**sd, "main.1.running_var": np.ones_like(sd["main.1.running_var"])}
+    assert rel_err(nchw(images), numpy_reference.dcgan(sd_plain, z, [1, 2, 2, 2, 2], [0, 1, 1, 1, 1])) > 1e-3
+
+
+def _stylegan2():
+    sd = factories.stylegan2(np.random.default_rng(7), 16, 16, 2, {4: 16, 8: 16, 16: 8})
+    return cc.convert(sd)
+
+
+def test_cut_points_compose():
+    model = _stylegan2()
+    gen = model.generator()
+    z = np.random.default_rng(1).standard_normal((2, 16)).astype(np.float32)
+    full = gen(model.params, z)
+    for first, last in [("layer4", "layer4"), ("layer3.sconv.mconv.dconv", "layer3.sconv.activate"),
+                        ("input", "to_rgb1"), ("style.0", "style.2")]:
+        bag = gen.upto(model.params, gen.inputs(z), first)
+        bag = gen.between(model.params, bag, first, last)
+        np.testing.assert_allclose(gen.image(gen.after(model.params, bag, last)), full, rtol=1e-6, atol=1e-6)
+    assert gen.span("layer4") == (gen.names.index("layer4.lat2"), gen.names.index("layer4.sconv.activate") + 1)
+
+
+def test_unknown_layer_names_a_close_match():
+    gen = _stylegan2().generator()
+    with pytest.raises(ValueError, match="unknown layer 'layer4.sconv.dconv'.*layer4.sconv"):
+        gen.span("layer4.sconv.dconv")
+    with pytest.raises(ValueError, match="comes after"):
+        gen.between({}, {}, "layer4", "layer3")
+
+
+def test_noise_modes():
+    model = _stylegan2()
+    z = np.random.default_rng(2).standard_normal((2, 16)).astype(np.float32)
+    zero = model.generator(noise="zero")(model.params, z)
+    fixed = model.generator(noise="fixed")(model.params, z)
+    official = model.generator(noise="official")(model.params, z)
+    assert rel_err(fixed, zero) > 1e-3 and rel_err(official, zero) > 1e-3
+    # fixed noise = the checkpoint buffers: zeroing the buffers gives the noise-free image
+    params = jax.tree_util.tree_map(lambda x: x, model.params)
+    params["noises"] = {k: jnp.zeros_like(v) for k, v in params["noises"].items()}
+    np.testing.assert_allclose(model.generator(noise="fixed")(params, z), zero, atol=1e-6)
+    # random noise: explicit key, per-image (independent of batch composition)
+    gen = model.generator(noise="random")
+    key = jax.random.PRNGKey(0)
+    both = gen(model.params, z, noise_key=key)
+    second = gen(model.params, z[1:], noise_key=key, image_numbers=[1])
+    np.testing.assert_allclose(both[1:], second, atol=1e-5)
+    with pytest.raises(ValueError, match="noise_key"):
+        gen.inputs(z)
+
+
+def test_truncation_uses_latent_avg():
+    model = _stylegan2()
+    z = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
+    gen0 = model.generator(truncation=0.0)
+    a = gen0(model.params, z)
+    # truncation 0 maps every z to latent_avg: all images equal up to noise rows (noise_batch=1: same)
+    np.testing.assert_allclose(a[0], a[1], atol=1e-5)
+    del model.params["latents"]
+    with pytest.raises(ValueError, match="latent_avg"):
+        gen0(model.params, z)
