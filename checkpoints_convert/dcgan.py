@@ -2,8 +2,7 @@
 
 import re
 
-from .rules import Rules
-from .torch_format import CheckpointError
+from .rules import Rules, numbered
 
 RULES = Rules([
     ("{p}.conv.weight", "{p}.conv.kernel", "conv_t"),
@@ -37,16 +36,12 @@ def renamer(keys):
 
 
 def spec(sd):
-    n_layers = sum(1 for k in sd if re.fullmatch(r"layer\d+\.conv\.weight", k))
     out = {}
-    cin = None
-    for n in range(1, n_layers + 1):
-        key = f"layer{n}.conv.weight"
-        if key not in sd:
-            raise CheckpointError(f"missing key {key!r}")
-        _, cout, k, _ = sd[key].shape
-        cin = sd[key].shape[0] if cin is None else cin
-        out[key] = (cin, cout, k, k)
+    weights = numbered(sd, "layer%d.conv.weight")
+    cin = weights[0].shape[0] if weights else 0
+    for n, w in enumerate(weights, start=1):
+        _, cout, k, _ = w.shape
+        out[f"layer{n}.conv.weight"] = (cin, cout, k, k)
         if f"layer{n}.conv.bias" in sd:
             out[f"layer{n}.conv.bias"] = (cout,)
         if any(s.startswith(f"layer{n}.bn.") for s in sd):
@@ -60,5 +55,5 @@ def spec(sd):
 
 def default_config(sd):
     """The tutorial's strides/paddings: 1x1 z -> 4x4, then doubling."""
-    n = sum(1 for k in sd if re.fullmatch(r"layer\d+\.conv\.weight", k))
+    n = len(numbered(sd, "layer%d.conv.weight"))
     return {"strides": [1] + [2] * (n - 1), "paddings": [0] + [1] * (n - 1), "bn_eps": 1e-5}

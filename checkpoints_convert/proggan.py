@@ -2,7 +2,7 @@
 
 import re
 
-from .rules import Rules
+from .rules import Rules, numbered
 from .torch_format import CheckpointError
 
 RULES = Rules([
@@ -33,20 +33,16 @@ def renamer(keys):
 
 
 def spec(sd):
-    n_layers = sum(1 for k in sd if re.fullmatch(r"layer\d+\.conv\.weight", k))
+    weights = numbered(sd, "layer%d.conv.weight")
+    n_layers = len(weights)
     if n_layers < 2 or n_layers % 2:
         raise CheckpointError(f"missing key 'layer{n_layers + 1}.conv.weight' (blocks come in pairs)")
     out = {}
-    cin = None
-    for n in range(1, n_layers + 1):
-        key = f"layer{n}.conv.weight"
-        if key not in sd:
-            raise CheckpointError(f"missing key {key!r}")
-        cout = sd[key].shape[0]
-        if cin is None:
-            cin = sd[key].shape[1]
-        out[key], out[f"layer{n}.wscale.b"] = (cout, cin, 4 if n == 1 else 3, 4 if n == 1 else 3), (cout,)
-        cin = cout
+    cin = weights[0].shape[1]
+    for n, w in enumerate(weights, start=1):
+        k = 4 if n == 1 else 3
+        out[f"layer{n}.conv.weight"], out[f"layer{n}.wscale.b"] = (w.shape[0], cin, k, k), (w.shape[0],)
+        cin = w.shape[0]
     name = output_name(n_layers)
     out[f"{name}.conv.weight"], out[f"{name}.wscale.b"] = (3, cin, 1, 1), (3,)
     return out

@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from .torch_format import CheckpointError
+
 # torch layout -> tree layout, and back. Pure transposes/reshapes: round trips are bit-exact.
 TRANSFORMS = {
     "same": (lambda a: a, lambda a: a),
@@ -54,3 +56,13 @@ def forward(transform, array):
 
 def inverse(transform, array):
     return np.ascontiguousarray(TRANSFORMS[transform][1](np.asarray(array)))
+
+
+def numbered(sd, pattern):
+    """`[sd[pattern % 1], sd[pattern % 2], ...]` up to the highest number present; a gap is a missing key."""
+    rx = re.compile(re.escape(pattern).replace("%d", r"(\d+)"))
+    last = max((int(m[1]) for k in sd if (m := rx.fullmatch(k))), default=0)
+    for n in range(1, last + 1):
+        if pattern % n not in sd:
+            raise CheckpointError(f"missing key {pattern % n!r}")
+    return [sd[pattern % n] for n in range(1, last + 1)]

@@ -41,9 +41,10 @@ def test_sample_straight_from_torch_file_and_layers(golden, tmp_path, capsys):
     assert "layer6.sconv.mconv.dconv" in out and "(1, 16, 16, 64)" in out
 
 
-def test_dcgan_cli_and_export(tmp_path):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_dcgan_cli_and_export(tmp_path, legacy):
     sd = factories.dcgan(np.random.default_rng(0))
-    torch_format.save({"netG_state_dict": sd}, tmp_path / "g.pt")
+    torch_format.save({"netG_state_dict": sd}, tmp_path / "g.pt", legacy=legacy)
     assert run("convert", tmp_path / "g.pt", "--out", tmp_path / "g.msgpack") == 0
     assert run("sample", "--model", tmp_path / "g.msgpack", "--n", 4, "--out", tmp_path / "s.npy") == 0
     assert np.load(tmp_path / "s.npy").shape == (4, 64, 64, 3)
