@@ -64,6 +64,52 @@ def cmd_sample(args):
     print(f"{args.n} images (seed {args.seed}) -> {args.out}")
 
 
+def cmd_edit(args):
+    """Copy-paste edit (`edit`) or erase (`erase`) of one layer, official defaults."""
+    import time
+
+    from checkpoints_convert import export, write
+    from jaxrewrite import images, modelfile
+    from jaxrewrite.rewrite import artifacts as art
+    from jaxrewrite.rewrite.editfile import read_edit
+    from jaxrewrite.rewrite.rewriter import Rewriter
+
+    erase = args.command == "erase"
+    if args.grid:
+        images.check_path(args.grid)
+    for flag in ("rank", "niter", "piter", "stats_samples"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1")
+    edit = read_edit(args.edit, kind="erase" if erase else "edit")
+    model = _load(args.model)
+    start = time.time()
+    rw = Rewriter(model, args.layer, stats_samples=args.stats_samples, seed=args.stats_seed,
+                  cache_dir=args.cache, show_progress=True)
+    print(f"rewriting {rw.weight_path} ({rw.first} .. {rw.last}); keys {rw.k_hw}, values {rw.v_hw}")
+    if erase:
+        goal_in, goal_out, units = rw.erase_goal(edit, args.drank)
+        print(f"erasing key units {units.tolist()}")
+    else:
+        goal_in, goal_out, _, box = rw.copy_paste_goal(edit)
+        print(f"pasting at {box} (top, left, bottom, right)")
+    d = rw.key(edit.key, args.rank, args.key_method)
+    params, losses, _ = rw.insert(goal_in, goal_out, d, args.method, args.niter, args.piter, args.lr)
+    edited = rw.edited(params)
+    print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({args.method}, {len(losses)} values) in {time.time() - start:.1f}s")
+    numbers = list(range(8))
+    before = art.render(rw, model.params, numbers)
+    after = art.render(rw, params, numbers)
+    if args.artifacts:
+        art.save(args.artifacts, rw, params, d, losses, goal_in, goal_out, before, after)
+    if args.grid:
+        images.save(args.grid, np.concatenate([before, after]), cols=len(numbers))
+    if args.out.endswith((".pt", ".pth", ".npz")):
+        write(export(edited), args.out)
+    else:
+        modelfile.save(edited, args.out)
+    print(f"edited model -> {args.out}")
+
+
 def _generator(model, args):
     if model.arch != "stylegan2":
         return model.generator()
@@ -117,6 +163,29 @@ def parser():
     _noise_options(p)
     p.set_defaults(run=cmd_layers)
 
+    for name, text in (("edit", "copy-paste a rule into one layer (official edit JSON)"),
+                       ("erase", "erase a rule from one layer (official erase JSON)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--model", required=True)
+        p.add_argument("--layer", required=True, help="e.g. layer6 (StyleGAN2: dconv..activate; ProGAN/DCGAN: "
+                                                      "its conv), or first:last")
+        p.add_argument("--edit", required=True, help="edit JSON (object/paste/key masks as PNG data URLs)")
+        p.add_argument("--out", required=True, help="edited model file (.pt/.pth/.npz: export to PyTorch layout)")
+        p.add_argument("--rank", type=int, default=1)
+        p.add_argument("--niter", type=int, default=2001)
+        p.add_argument("--piter", type=int, default=10)
+        p.add_argument("--lr", type=float, default=0.05)
+        p.add_argument("--key-method", default="zca", choices=["zca", "svd", "mean"])
+        p.add_argument("--method", default="projected", choices=["projected", "lambda", "closed"])
+        p.add_argument("--stats-samples", type=int, default=1000)
+        p.add_argument("--stats-seed", type=int, default=1, help="z data set of the statistics and image numbers")
+        p.add_argument("--cache", help="directory for cached key statistics")
+        p.add_argument("--artifacts", help="npz of c_matrix, context, weights, losses, goals, images")
+        p.add_argument("--grid", help="before/after image grid (.png)")
+        if name == "erase":
+            p.add_argument("--drank", type=int, default=30, help="number of key units to erase")
+        p.set_defaults(run=cmd_edit)
+
     p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed")
     p.add_argument("--model", required=True, help="model file or any convertible checkpoint")
     p.add_argument("--n", type=int, default=16)
@@ -132,7 +201,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, OSError, KeyError) as e:
+    except (ValueError, OSError, KeyError, FloatingPointError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"jaxrewrite: error: {msg}", file=sys.stderr)
         return 2

@@ -10,7 +10,8 @@ from .modelfile import atomic_write
 
 
 def to_uint8(images):
-    return np.clip(np.rint((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+    """[-1, 1] -> bytes as the official `renormalize.as_image`: x*127.5 + 127.5, clamped, truncated."""
+    return np.clip(np.asarray(images, np.float32) * 127.5 + 127.5, 0, 255).astype(np.uint8)
 
 
 def grid(images, cols=None):

@@ -26,3 +26,9 @@ def unflatten(flat):
             node = node.setdefault(part, {})
         node[leaf] = v
     return tree
+
+
+def replace(tree, path, value):
+    """A new tree with the leaf at `path` replaced; untouched subtrees are shared, not copied."""
+    head, _, rest = path.partition(".")
+    return {**tree, head: replace(tree[head], rest, value) if rest else value}

@@ -1,0 +1,124 @@
+"""Seconds per edit: jaxrewrite's compiled constrained update vs the PyTorch eager port of the
+official loop (`torch_official.py`), side by side on the same problems, same machine.
+
+    python benchmarks/bench_edit.py [--niter 2001] [--torch-niter 200] [--vmap 8] [--out results/edit.json]
+
+torch is optional: without it only the JAX column is measured. The torch loop's time per
+iteration is constant, so `--torch-niter` iterations are timed and scaled to `--niter`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import torch_official  # noqa: E402
+
+from jaxrewrite.models import ops, stylegan2  # noqa: E402
+from jaxrewrite.rewrite import update  # noqa: E402
+from jaxrewrite.tree import replace  # noqa: E402
+
+
+def jax_problem(case):
+    """(target, w0 HWIO, key, goal_in bag, goal_out) built from the library's own layers."""
+    nhwc = lambda x: jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
+    w = np.asarray(case["weight"])
+    if case["arch"] == "proggan":
+        return (lambda w, bag: ops.conv(bag["fmap"], w, 1)), jnp.asarray(w.transpose(2, 3, 1, 0)), \
+            jnp.asarray(case["key"]), {"fmap": nhwc(case["goal_in"])}, nhwc(case["goal_out"])
+    layers = [layer for layer in stylegan2.styled_conv("layer6", "sconv", 4, 4, False, "official", 1)
+              if layer.name.endswith(("dconv", "noise", "activate"))]
+    params = {"layer6": {"sconv": {"mconv": {"dconv": {"kernel": None}},
+                                   "noise": {"strength": jnp.asarray(case["noise_strength"])},
+                                   "activate": {"bias": jnp.asarray(case["bias"])}}}}
+
+    def target(w, bag):
+        p = replace(params, "layer6.sconv.mconv.dconv.kernel", w)
+        for layer in layers:
+            bag = layer.apply(p, bag)
+        return bag["fmap"]
+
+    goal_in = {"fmap": nhwc(case["goal_in"]), "style": jnp.asarray(case["style"]), "noise_row": jnp.zeros(1, jnp.int32)}
+    return target, jnp.asarray(w[0].transpose(2, 3, 1, 0)), jnp.asarray(case["key"]), goal_in, nhwc(case["goal_out"])
+
+
+def time_jax(case, niter, piter=10, lr=0.05, repeats=3):
+    target, w0, d, gi, go = jax_problem(case)
+    run = jax.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, niter, piter, lr)[:2])
+    t = time.perf_counter()
+    jax.block_until_ready(run(w0, d, gi, go))
+    compile_s = time.perf_counter() - t
+    best = min(_timed(lambda: run(w0, d, gi, go)) for _ in range(repeats))
+    return {"seconds": best, "compile_seconds": compile_s}
+
+
+def time_jax_vmap(case, niter, n, piter=10, lr=0.05):
+    """n edits (same layer, different learning rates) in one vmapped program vs one edit."""
+    target, w0, d, gi, go = jax_problem(case)
+    stack = lambda x: jnp.broadcast_to(x, (n,) + x.shape)
+    lrs = lr * (1 + 0.01 * jnp.arange(n))
+    run = jax.jit(jax.vmap(lambda gi, go, d, lr: update.projected_adam(target, w0, d, gi, go, niter, piter, lr)[:2]))
+    args = (jax.tree_util.tree_map(stack, gi), stack(go), stack(d), lrs)
+    jax.block_until_ready(run(*args))
+    return {"seconds": min(_timed(lambda: run(*args)) for _ in range(2))}
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--niter", type=int, default=2001)
+    ap.add_argument("--torch-niter", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--vmap", type=int, default=8)
+    ap.add_argument("--cases", default="stylegan2,proggan,stylegan2_512")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "edit.json"))
+    args = ap.parse_args()
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    rows = []
+    for name in args.cases.split(","):
+        case = torch_official.CASES[name]()
+        row = {"case": name, "niter": args.niter}
+        row["jax_s"] = time_jax(case, args.niter)["seconds"]
+        if torch_version:
+            t = torch_official.time_torch_insert(case, args.torch_niter, threads=args.threads)
+            row["torch_s"] = t["seconds_per_iter"] * args.niter
+            row["speedup"] = row["torch_s"] / row["jax_s"]
+        if args.vmap > 1:
+            row[f"jax_vmap{args.vmap}_s"] = time_jax_vmap(case, args.niter, args.vmap)["seconds"]
+            row["vmap_cost_vs_one"] = row[f"jax_vmap{args.vmap}_s"] / row["jax_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    result = {
+        "date": date.today().isoformat(), "machine": platform.machine(), "cpus": os.cpu_count(),
+        "device": str(jax.devices()[0]), "jax": jax.__version__, "torch": torch_version,
+        "command": "python " + " ".join(sys.argv), "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"{'case':15s} {'jax s/edit':>11s} {'torch s/edit':>13s} {'speedup':>8s} {'vmap cost':>10s}")
+    for r in rows:
+        print(f"{r['case']:15s} {r['jax_s']:11.2f} {r.get('torch_s', float('nan')):13.2f} "
+              f"{r.get('speedup', float('nan')):8.1f} {r.get('vmap_cost_vs_one', float('nan')):10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Many edits of one layer at once: `vmap` of the constrained update over goals, keys and
+learning rates, and a sweep over layers x ranks x learning rates.
+
+Goals of different sizes are zero-padded at the bottom/right to one shape and the loss is
+restricted to each goal's own pixels. For a plain conv target this is exactly the separate
+runs (the crop's own zero padding is what the conv sees either way); StyleGAN2's official
+noise, drawn per feature-map shape, then comes from the padded shape.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..tree import get
+from . import update
+
+
+def _pad(x, shape):
+    x = np.asarray(x)
+    return np.pad(x, [(0, t - s) for s, t in zip(x.shape, shape)])
+
+
+def stack_goals(goals):
+    """[(goal_in bag, goal_out bag)] -> (stacked padded goal_in, goal_out [E, ...], mask [E, 1, h, w])."""
+    def spatial_max(arrays):
+        return tuple(np.max([a.shape for a in arrays], axis=0))
+
+    ins = [g[0] for g in goals]
+    outs = [np.asarray(g[1]["fmap"]) for g in goals]
+    goal_in = {}
+    for name in ins[0]:
+        arrays = [np.asarray(b[name]) for b in ins]
+        shape = spatial_max(arrays)
+        goal_in[name] = np.stack([_pad(a, shape) for a in arrays])
+    shape = spatial_max(outs)
+    mask = np.stack([_pad(np.ones(o.shape[:3], np.float32), shape[:3]) for o in outs])
+    return goal_in, np.stack([_pad(o, shape) for o in outs]), mask
+
+
+def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projected"):
+    """(weights [E, ...], losses [E, niter]) of E edits of `rw`'s layer in one compiled program.
+
+    contexts: [E, r, C_in] key directions (same rank); lrs: [E] learning rates."""
+    goal_in, goal_out, mask = stack_goals(goals)
+    params = rw.model.params
+    w0 = jnp.asarray(get(params, rw.weight_path))
+
+    def one(gi, go, m, d, lr):
+        target = lambda w, x: rw.target(params, w, x)
+        if method == "lambda":
+            return update.lambda_adam(target, w0, d, gi, go, niter, lr, mask=m)
+        w, losses, _ = update.projected_adam(target, w0, d, gi, go, niter, piter, lr, mask=m)
+        return w, losses
+
+    run = jax.jit(jax.vmap(one))
+    w, losses = run(goal_in, goal_out, mask, jnp.asarray(contexts, jnp.float32), jnp.asarray(lrs, jnp.float32))
+    return np.asarray(w), np.asarray(losses)
+
+
+def sweep(model, edit, layers, ranks, lrs, *, niter=2001, piter=10, key_method="zca", **rewriter_options):
+    """Final loss of every (layer, rank, lr); each layer's ranks x lrs run as one vmapped batch."""
+    from .rewriter import Rewriter
+
+    rows = []
+    for layer in layers:
+        rw = Rewriter(model, layer, **rewriter_options)
+        goal = rw.copy_paste_goal(edit)[:2]
+        for rank in ranks:
+            d = rw.key(edit.key, rank, key_method)
+            _, losses = insert_many(rw, [goal] * len(lrs), [d] * len(lrs), lrs, niter, piter)
+            rows += [{"layer": layer, "rank": rank, "lr": lr, "loss_start": float(l[0]), "loss_end": float(l[-1])}
+                     for lr, l in zip(lrs, losses)]
+    return rows

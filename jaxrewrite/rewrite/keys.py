@@ -1,0 +1,72 @@
+"""Context keys: the r x C_in directions D along which the rewrite may change the weight.
+
+Each method takes the key examples as (keys [pixels, C_in], mask weights [pixels]) pairs at
+key resolution, as the official `multi_key_from_selection` gathers them, and returns D with
+orthonormal rows (one-hot rows for 'gandissect').
+"""
+
+import numpy as np
+
+from .stats import solve
+
+METHODS = ("zca", "svd", "mean", "gandissect")
+
+
+def _selected(examples):
+    """Rows with positive mask weight, and their weights."""
+    keys = np.concatenate([k[w > 0] for k, w in examples]).astype(np.float64)
+    weights = np.concatenate([w[w > 0] for _, w in examples]).astype(np.float64)
+    return keys, weights
+
+
+def zca_key(examples, zca_matrix, rank=1):
+    """Top right singular vectors of the whitened, weighted keys, mapped back by C^(-1/2) (so
+    they live in C⁻¹k space), orthonormalised; each signed to agree with the whitened sum."""
+    keys, weights = _selected(examples)
+    z = np.asarray(zca_matrix, np.float64)
+    white = weights[:, None] * (keys @ z.T)
+    _, _, vt = np.linalg.svd(white, full_matrices=False)
+    q, _ = np.linalg.qr(z @ vt[:rank].T)
+    signs = np.sign(white.sum(0) @ q)
+    return (q * np.where(signs == 0, 1, signs)).T.astype(np.float32)
+
+
+def _adjusted(examples, c_matrix):
+    keys = np.concatenate([k * w[:, None] for k, w in examples]).astype(np.float64)
+    keys = keys[np.linalg.norm(keys, axis=1) > 0]
+    return solve(c_matrix, keys)
+
+
+def svd_key(examples, c_matrix, rank=1):
+    """Left singular vectors of C⁻¹(w·k); the first agrees in sign with their mean."""
+    adjusted = _adjusted(examples, c_matrix)
+    u, _, _ = np.linalg.svd(adjusted.T, full_matrices=False)
+    if adjusted.mean(0) @ u[:, 0] < 0:
+        u[:, 0] = -u[:, 0]
+    if u.shape[1] < rank:
+        raise ValueError(f"rank {rank} exceeds the {u.shape[1]} key examples' span")
+    return u.T[:rank].astype(np.float32)
+
+
+def mean_key(examples, c_matrix, rank=1):
+    """The normalised mean of C⁻¹(w·k): one direction."""
+    if rank != 1:
+        raise ValueError("key method 'mean' gives one direction: use rank 1")
+    mean = _adjusted(examples, c_matrix).mean(0)
+    return (mean / np.linalg.norm(mean))[None].astype(np.float32)
+
+
+def gandissect_key(examples, unit_quantiles, rank=1):
+    """One-hot rows for the `rank` units whose masked values are most unusual: highest mean
+    -log(1 - q), q = the value's quantile among that unit's values over the data set.
+
+    unit_quantiles: [levels, C_in] sorted values of each unit at evenly spaced quantiles."""
+    keys = np.concatenate([k for k, _ in examples])
+    weights = np.concatenate([w for _, w in examples]).astype(np.float64)
+    levels = np.linspace(0, 1, unit_quantiles.shape[0])
+    q = np.stack([np.interp(keys[:, c], unit_quantiles[:, c], levels) for c in range(keys.shape[1])], 1)
+    score = (-np.log1p(-np.minimum(q, 1 - 1e-6)) * weights[:, None]).sum(0) / weights.sum()
+    top = np.argsort(-score, kind="stable")[:rank]
+    out = np.zeros((rank, keys.shape[1]), np.float32)
+    out[np.arange(rank), top] = 1
+    return out

@@ -1,0 +1,177 @@
+"""One layer of one model, set up for rewriting: the cut, the key statistics, and the edits.
+
+Per-image steps run one image per call as the official rewriter does (for StyleGAN2 that
+means noise row 0); statistics emulate the official batches of 10.
+"""
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..modelfile import Model
+from ..tree import get, replace
+from ..zdataset import z_for
+from . import goals, keys, stats, update
+from .editfile import decode_mask
+
+KEY_METHODS = {"zca": keys.zca_key, "svd": keys.svd_key, "mean": keys.mean_key}
+METHODS = ("projected", "lambda", "closed")
+
+
+def target_span(gen, layer):
+    """(first, last) layer names of the target for `layer`: 'layer6' means the styled conv's
+    dconv..activate for StyleGAN2 and the bare conv for ProGAN/DCGAN; 'first:last' is explicit."""
+    if ":" in layer:
+        first, last = layer.split(":", 1)
+    else:
+        block = layer.split(".")[0]
+        start, stop = gen.span(block)
+        names = gen.names[start:stop]
+        convs = [n for n in names if n.endswith((".dconv", ".conv"))]
+        if not convs:
+            raise ValueError(f"layer {layer!r} has no convolution to rewrite")
+        first = convs[0]
+        last = next((n for n in names if n.endswith(".activate")), first) if gen.arch == "stylegan2" else first
+    gen.span(first), gen.span(last)  # unknown names raise here
+    return first, last
+
+
+@dataclass
+class Rewriter:
+    model: Model
+    layer: str
+    stats_samples: int = 1000
+    seed: int = 1
+    stats_batch: int = 10
+    cache_dir: str | None = None
+    show_progress: bool = False
+    gen: object = field(init=False)
+
+    def __post_init__(self):
+        self.gen_options = {"noise": "official", "noise_batch": 1} if self.model.arch == "stylegan2" else {}
+        self.gen = self.model.generator(**self.gen_options)
+        self.first, self.last = target_span(self.gen, self.layer)
+        self.weight_path = f"{self.first}.kernel"
+        try:
+            get(self.model.params, self.weight_path)
+        except KeyError:
+            raise ValueError(f"layer {self.first!r} has no kernel to rewrite") from None
+        stats_options = {**self.gen_options, "noise_batch": self.stats_batch} if self.gen_options else {}
+        self.c_matrix = stats.cached_second_moment(
+            self.model, stats_options, self.first, self.stats_samples, self.seed, 50, self.cache_dir,
+            self.show_progress)
+        self.zca_matrix = stats.zca(self.c_matrix)
+        gen, first, last = self.gen, self.first, self.last
+        self._context = jax.jit(lambda p, z: gen.upto(p, gen.inputs(z), first))
+        self._value = jax.jit(lambda p, bag: gen.between(p, bag, first, last))
+        probe = self.context([0])
+        self.k_hw = probe["fmap"].shape[1:3]
+        self.v_hw = self.value(probe)["fmap"].shape[1:3]
+
+    def context(self, numbers):
+        """The bag entering the rewritten weight, for these image numbers (one image per row)."""
+        return jax.tree_util.tree_map(np.asarray, self._context(self.model.params, z_for(numbers, self.gen.z_dim, self.seed)))
+
+    def value(self, bag, params=None):
+        return jax.tree_util.tree_map(np.asarray, self._value(self.model.params if params is None else params, bag))
+
+    def target(self, params, w, bag):
+        return self.gen.between(replace(params, self.weight_path, w), bag, self.first, self.last)["fmap"]
+
+    def key_examples(self, pairs):
+        out = []
+        for number, mask in pairs:
+            k = self.context([number])["fmap"][0]
+            w = decode_mask(mask, self.k_hw).reshape(-1)
+            if not np.any(w > 0):
+                raise ValueError(f"key mask for image {number} is empty at the layer's resolution {self.k_hw}")
+            out.append((k.reshape(-1, k.shape[-1]), w))
+        return out
+
+    def key(self, pairs, rank=1, method="zca"):
+        examples = self.key_examples(pairs)
+        if method == "zca":
+            return keys.zca_key(examples, self.zca_matrix, rank)
+        if method not in KEY_METHODS:
+            raise ValueError(f"unknown key method {method!r}; choose from {', '.join(KEY_METHODS)}")
+        return KEY_METHODS[method](examples, self.c_matrix, rank)
+
+    def copy_paste_goal(self, edit):
+        o_num, o_mask = edit.object
+        p_num, p_mask = edit.paste
+        obj_values = self.value(self.context([o_num]))["fmap"]
+        ctx = self.context([p_num])
+        return goals.copy_paste(ctx, self.value(ctx), obj_values, decode_mask(o_mask, self.v_hw),
+                                decode_mask(p_mask, self.v_hw))
+
+    def erase_goal(self, edit, drank):
+        p_num, p_mask = edit.paste
+        units = goals.erase_units(self.key_examples(edit.key), np.diag(self.c_matrix), drank)
+        ctx = self.context([p_num])
+        erased = ctx["fmap"].copy()
+        erased[..., units] = 0
+        k_box = goals.bounding_box(decode_mask(p_mask, self.k_hw))
+        v_box = goals.bounding_box(decode_mask(p_mask, self.v_hw))
+        if k_box is None or v_box is None:
+            raise ValueError("paste mask is empty at the layer's resolution")
+        goal_in = goals.crop_bag(ctx, ctx["fmap"], k_box)
+        goal_out = goals.crop_bag(self.value(ctx), self.value({**ctx, "fmap": erased})["fmap"], v_box)
+        return goal_in, goal_out, units
+
+    def insert(self, goal_in, goal_out, d, method="projected", niter=2001, piter=10, lr=0.05, record=()):
+        """New params, losses and recorded snapshots; raises if the optimisation diverges."""
+        params = self.model.params
+        w0 = jnp.asarray(get(params, self.weight_path))
+        goal_in = {k: jnp.asarray(v) for k, v in goal_in.items()}
+        goal_out = jnp.asarray(goal_out["fmap"])
+        target = lambda p, w, x: self.target(p, w, x)
+        snaps = None
+        if method == "projected":
+            run = jax.jit(lambda p, w0, d, gi, go: update.projected_adam(
+                lambda w, x: target(p, w, x), w0, d, gi, go, niter, piter, lr, record))
+            w1, losses, snaps = run(params, w0, d, goal_in, goal_out)
+        elif method == "lambda":
+            run = jax.jit(lambda p, w0, d, gi, go: update.lambda_adam(lambda w, x: target(p, w, x), w0, d, gi, go, niter, lr))
+            w1, losses = run(params, w0, d, goal_in, goal_out)
+        elif method == "closed":
+            if self.first != self.last:
+                raise ValueError(f"the closed form needs a linear target; {self.first}..{self.last} is not")
+            run = jax.jit(lambda p, w0, d, gi, go: update.closed_form(lambda w, x: target(p, w, x), w0, d, gi, go))
+            w1, losses = run(params, w0, d, goal_in, goal_out)
+        else:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        w1, losses = np.asarray(w1), np.asarray(losses)
+        if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(losses))):
+            raise FloatingPointError("the optimisation diverged (NaN/inf); the model is left unchanged")
+        return replace(params, self.weight_path, w1), losses, snaps
+
+    def edited(self, params):
+        return Model(self.model.arch, params, self.model.config, self.model.source)
+
+
+def apply_edit(model, layer, edit, *, kind="edit", rank=1, key_method="zca", method="projected", niter=2001,
+               piter=10, lr=0.05, drank=30, stats_samples=1000, seed=1, cache_dir=None, show_progress=False):
+    """One edit (kind 'edit': copy-paste; 'erase') of `layer`: (edited Model, details)."""
+    rw = Rewriter(model, layer, stats_samples=stats_samples, seed=seed, cache_dir=cache_dir,
+                  show_progress=show_progress)
+    if kind == "erase":
+        goal_in, goal_out, where = rw.erase_goal(edit, drank)
+    else:
+        goal_in, goal_out, _, where = rw.copy_paste_goal(edit)
+    d = rw.key(edit.key, rank, key_method)
+    params, losses, _ = rw.insert(goal_in, goal_out, d, method, niter, piter, lr)
+    info = {"rewriter": rw, "context": d, "losses": losses, "goal_in": goal_in, "goal_out": goal_out,
+            "erased_units" if kind == "erase" else "paste_box": where}
+    return rw.edited(params), info
+
+
+def compose(model, steps):
+    """Edits applied one after another; each step is (layer, edit, options for `apply_edit`).
+    Statistics are recomputed (or found in the cache) for each step's model."""
+    infos = []
+    for layer, edit, options in steps:
+        model, info = apply_edit(model, layer, edit, **options)
+        infos.append(info)
+    return model, infos

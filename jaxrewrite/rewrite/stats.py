@@ -1,0 +1,94 @@
+"""Statistics of keys: the uncentred second moment C = E[k kᵀ] at a layer, and its ZCA matrix.
+
+Keys are the feature vectors (channels) entering the rewritten weight, one per pixel of every
+sample of the z data set. Batches run under `jit` (sharded over all local devices when there
+are several) and their partial sums are accumulated in float64 on the host. Results are
+cached on disk, keyed by everything that changes them.
+"""
+
+import hashlib
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ..modelfile import atomic_write
+from ..progress import progress
+from ..zdataset import z_dataset
+
+CACHE_VERSION = 1
+
+
+def key_sums_fn(gen, first):
+    """jit: (params, z, image_numbers, weights) -> (Σ w·k kᵀ, Σ w·pixels) over a batch."""
+
+    def sums(params, z, numbers, weights):
+        bag = gen.upto(params, gen.inputs(z, image_numbers=numbers), first)
+        k = bag["fmap"]
+        n, h, w, c = k.shape
+        flat = (k * jnp.sqrt(weights)[:, None, None, None]).reshape(-1, c)
+        return flat.T @ flat, jnp.sum(weights) * h * w
+
+    return jax.jit(sums)
+
+
+def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=False):
+    """C [c, c] float64 over image numbers 0..n-1 of `seed` (official default: n=1000)."""
+    devices = jax.local_devices()
+    batch_size = math.ceil(batch_size / len(devices)) * len(devices)
+    sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+    fn = key_sums_fn(gen, first)
+    zs = z_dataset(n, gen.z_dim, seed)
+    total, count = None, 0.0
+    starts = range(0, n, batch_size)
+    for start in progress(starts, len(starts), f"key statistics ({n} images)") if show_progress else starts:
+        numbers = np.arange(start, start + batch_size)
+        valid = numbers < n
+        z = np.where(valid[:, None], zs[np.minimum(numbers, n - 1)], 0).astype(np.float32)
+        args = [jax.device_put(a, sharding) for a in (z, numbers.astype(np.int32), valid.astype(np.float32))]
+        s, c = fn(params, *args)
+        s = np.asarray(s, np.float64)
+        total = s if total is None else total + s
+        count += float(c)
+    return total / count
+
+
+def zca(c_matrix):
+    """C^(-1/2) from the symmetric eigendecomposition in float64 (eigenvalue roots clamped at 1e-20)."""
+    vals, vecs = np.linalg.eigh(np.asarray(c_matrix, np.float64))
+    return ((vecs / np.maximum(np.sqrt(np.maximum(vals, 0)), 1e-20)) @ vecs.T).astype(np.float32)
+
+
+def solve(c_matrix, k):
+    """C⁻¹k for rows of k, by solving rather than inverting C."""
+    c = np.asarray(c_matrix, np.float64)
+    return np.linalg.lstsq(c, np.asarray(k, np.float64).T, rcond=None)[0].T
+
+
+def cached_second_moment(model, gen_options, first, n, seed, batch_size, cache_dir, show_progress=False):
+    """`second_moment`, loaded from / saved to `cache_dir` (None: no cache). A corrupt or
+    mismatching cache file is recomputed and replaced."""
+    gen = model.generator(**gen_options)
+    if cache_dir is None:
+        return second_moment(gen, model.params, first, n, seed, batch_size, show_progress)
+    meta = {"version": CACHE_VERSION, "weights": model.digest(), "layer": first, "n": n, "seed": seed,
+            "generator": {k: gen_options[k] for k in sorted(gen_options)}}
+    tag = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
+    path = os.path.join(cache_dir, f"c_matrix-{first}-{tag}.npz")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            c = f["c_matrix"]
+            if json.loads(str(f["meta"])) == meta and np.all(np.isfinite(c)) and c.shape[0] == c.shape[1]:
+                return c
+    except FileNotFoundError:
+        pass
+    except Exception:  # a torn or foreign file: recompute below
+        pass
+    c = second_moment(gen, model.params, first, n, seed, batch_size, show_progress)
+    os.makedirs(cache_dir, exist_ok=True)
+    atomic_write(path, lambda f: np.savez(f, c_matrix=c, meta=json.dumps(meta, sort_keys=True)))
+    return c

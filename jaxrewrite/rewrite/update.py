@@ -1,0 +1,93 @@
+"""The constrained update W1 = W0 + Λ D: projected Adam (official), Λ-parameterised Adam, and a
+closed form for linear targets.
+
+`target(w, goal_in) -> value fmap` is the cut generator between the first and last target
+layers with the rewritten kernel `w` (HWIO, input channels on axis -2). Each optimiser is one
+`lax.scan`, so a whole edit compiles to a single XLA program and `vmap`s over edits.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def project(w, d):
+    """P(W): the input-channel axis of W projected onto the row space of D (orthonormal rows)."""
+    return jnp.einsum("...jo,rj,ri->...io", w, d, d)
+
+
+def adam(w, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """One `torch.optim.Adam` step (default betas/eps), in PyTorch's own arithmetic order."""
+    m = m + (1 - b1) * (g - m)
+    v = b2 * v + (1 - b2) * g * g
+    denom = jnp.sqrt(v) / jnp.sqrt(1 - b2 ** t) + eps
+    return w - (lr / (1 - b1 ** t)) * m / denom, m, v
+
+
+def l1(target, goal_in, goal_out, mask=None):
+    """Mean absolute error; with `mask` [n, h, w], the mean over the masked pixels only (used to
+    batch goals of different sizes, zero-padded to one shape)."""
+    if mask is None:
+        return lambda w: jnp.mean(jnp.abs(goal_out - target(w, goal_in)))
+    scale = jnp.sum(mask) * goal_out.shape[-1]
+    return lambda w: jnp.sum(jnp.abs(goal_out - target(w, goal_in)) * mask[..., None]) / scale
+
+
+def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.05, record=(), mask=None):
+    """The official `insert` (low_rank_insert): Adam on the whole weight; after the step of
+    iteration `it`, when `it % piter == 0` or it is the last, W <- W0 - P(W0) + P(W).
+
+    Returns (w1, losses [niter] measured before each step, snapshots [len(record), ...] of the
+    weight after the Adam step and before the projection of each recorded iteration)."""
+    loss_fn = l1(target, goal_in, goal_out, mask)
+    ortho = w0 - project(w0, d)
+    record = jnp.asarray(record, jnp.int32).reshape(-1)
+
+    def step(state, it):
+        w, m, v, snaps = state
+        loss, g = jax.value_and_grad(loss_fn)(w)
+        w, m, v = adam(w, g, m, v, (it + 1).astype(w.dtype), lr)
+        snaps = jnp.where((record == it)[(...,) + (None,) * w.ndim], w[None], snaps)
+        w = jnp.where((it % piter == 0) | (it == niter - 1), ortho + project(w, d), w)
+        return (w, m, v, snaps), loss
+
+    zeros = jnp.zeros_like(w0)
+    init = (w0, zeros, zeros, jnp.zeros((record.shape[0],) + w0.shape, w0.dtype))
+    (w, _, _, snaps), losses = jax.lax.scan(step, init, jnp.arange(niter))
+    return w, losses, snaps
+
+
+def lambda_adam(target, w0, d, goal_in, goal_out, niter=2001, lr=0.05, mask=None):
+    """The official `linear_insert`: optimise Λ [..., r, out] in W = W0 + Λ D directly."""
+    expand = lambda lam: w0 + jnp.einsum("...ro,ri->...io", lam, d)
+    loss_fn = l1(lambda lam, x: target(expand(lam), x), goal_in, goal_out, mask)
+
+    def step(state, it):
+        lam, m, v = state
+        loss, g = jax.value_and_grad(loss_fn)(lam)
+        lam, m, v = adam(lam, g, m, v, (it + 1).astype(lam.dtype), lr)
+        return (lam, m, v), loss
+
+    lam0 = jnp.zeros(w0.shape[:-2] + (d.shape[0], w0.shape[-1]), w0.dtype)
+    (lam, _, _), losses = jax.lax.scan(step, (lam0, lam0, lam0), jnp.arange(niter))
+    return expand(lam), losses
+
+
+def closed_form(target, w0, d, goal_in, goal_out):
+    """Least-squares Λ for a target that is linear in the kernel, with output channel o
+    depending only on W[..., o] (a bare conv or transposed conv).
+
+    Probing the target with one output channel per element of a rank-r kernel basis
+    (e_yx ⊗ D_r) gives the design matrix A [pixels, k*k*r] in a single call; then
+    Λ = argmin ||A Λ - (goal_out - target(W0))||² and W1 = W0 + Λ D (the paper's
+    W0 + Λ (C⁻¹k*)ᵀ, in an L2 sense). Returns (w1, [L1 loss before, L1 loss after])."""
+    spatial, cin = w0.shape[:-2], w0.shape[-2]
+    r = d.shape[0]
+    basis = jnp.eye(int(np.prod(spatial)) * r).reshape(spatial + (r, -1))  # [..., r, k*k*r]
+    probe = jnp.einsum("...rb,ri->...ib", basis, d)
+    a = target(probe, goal_in).reshape(-1, basis.shape[-1])
+    residual = (goal_out - target(w0, goal_in)).reshape(-1, w0.shape[-1])
+    lam = jnp.linalg.lstsq(a.astype(jnp.float32), residual)[0]  # [k*k*r, out]
+    w1 = w0 + jnp.einsum("...ro,ri->...io", lam.reshape(spatial + (r, -1)), d)
+    losses = jnp.stack([l1(target, goal_in, goal_out)(w) for w in (w0, w1)])
+    return w1, losses
