@@ -1,0 +1,120 @@
+"""Many edits in one vmapped program; statistics: streaming, sharding, caching."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import checkpoints_convert as cc
+import factories
+from jaxrewrite.rewrite import batch, stats
+from jaxrewrite.rewrite.editfile import parse_edit, encode_mask
+from jaxrewrite.rewrite.rewriter import Rewriter, compose
+from jaxrewrite.tree import get
+from jaxrewrite.zdataset import z_dataset
+
+
+def _edit(box_obj, box_paste, size=16):
+    def url(box):
+        m = np.zeros((size, size))
+        t, l, b, r = box
+        m[t:b, l:r] = 1
+        return encode_mask(m)
+
+    return parse_edit({"object": [1, url(box_obj)], "paste": [2, url(box_paste)], "key": [[2, url(box_paste)]]})
+
+
+@pytest.fixture(scope="module")
+def proggan_rw():
+    model = cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
+    return Rewriter(model, "layer5", stats_samples=20)
+
+
+@pytest.fixture(scope="module")
+def stylegan2_rw():
+    model = cc.convert(factories.stylegan2(np.random.default_rng(1), 16, 16, 1, {4: 16, 8: 16, 16: 8}))
+    return Rewriter(model, "layer6", stats_samples=20)
+
+
+def _single(rw, goal, d, lr, niter):
+    params, losses, _ = rw.insert(goal[0], goal[1], d, niter=niter, piter=10, lr=lr)
+    return np.asarray(get(params, rw.weight_path)), losses
+
+
+@pytest.mark.parametrize("which", ["proggan", "stylegan2"])
+def test_vmapped_edits_equal_separate_runs(which, proggan_rw, stylegan2_rw):
+    rw = proggan_rw if which == "proggan" else stylegan2_rw
+    if which == "proggan":  # different goal sizes: padded, exact for a plain conv
+        edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((3, 3, 6, 6), (1, 2, 5, 7))]
+    else:  # StyleGAN2's official noise depends on the shape: same-size goals
+        edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((8, 1, 13, 7), (2, 4, 7, 10))]
+    goals = [rw.copy_paste_goal(e)[:2] for e in edits]
+    ds = [rw.key(e.key, 1) for e in edits]
+    lrs = [0.05, 0.02]
+    w, losses = batch.insert_many(rw, goals, ds, lrs, niter=25)
+    for i in range(len(edits)):
+        w1, l1 = _single(rw, goals[i], ds[i], lrs[i], 25)
+        np.testing.assert_allclose(losses[i], l1, rtol=2e-4, atol=1e-6)
+        np.testing.assert_allclose(w[i], w1, atol=2e-4 * np.abs(w1).max())
+
+
+def test_sweep_and_compose(proggan_rw):
+    edit = _edit((2, 2, 7, 8), (6, 6, 12, 12))
+    rows = batch.sweep(proggan_rw.model, edit, ["layer3", "layer5"], [1, 2], [0.05, 0.1], niter=15, stats_samples=20)
+    assert len(rows) == 8 and {r["layer"] for r in rows} == {"layer3", "layer5"}
+    assert all(r["loss_end"] < r["loss_start"] for r in rows)
+    options = {"stats_samples": 20, "niter": 15}
+    model, infos = compose(proggan_rw.model, [("layer5", edit, options), ("layer3", edit, options)])
+    for layer in ("layer3", "layer5"):
+        assert not np.array_equal(get(model.params, f"{layer}.conv.kernel"),
+                                  get(proggan_rw.model.params, f"{layer}.conv.kernel"))
+    assert len(infos) == 2
+
+
+def test_second_moment_matches_direct_computation(proggan_rw):
+    gen, params = proggan_rw.gen, proggan_rw.model.params
+    c = stats.second_moment(gen, params, "layer5.conv", n=13, seed=3, batch_size=4)
+    k = np.asarray(gen.upto(params, gen.inputs(z_dataset(13, gen.z_dim, 3)), "layer5.conv")["fmap"], np.float64)
+    k = k.reshape(-1, k.shape[-1])
+    np.testing.assert_allclose(c, k.T @ k / len(k), rtol=1e-5, atol=1e-7 * np.abs(c).max())
+    z = stats.zca(c)
+    np.testing.assert_allclose(z @ c @ z, np.eye(len(c)), atol=1e-4)
+    x = np.random.default_rng(0).standard_normal((3, len(c)))
+    np.testing.assert_allclose(stats.solve(c, x) @ c, x, atol=1e-6 * np.abs(x).max() * np.linalg.cond(c))
+
+
+def test_cache_is_used_and_corruption_recomputed(proggan_rw, tmp_path):
+    model = proggan_rw.model
+    c1 = stats.cached_second_moment(model, {}, "layer5.conv", 8, 1, 4, str(tmp_path))
+    (path,) = tmp_path.iterdir()
+    np.savez(path, c_matrix=np.zeros_like(c1) + 7, meta=np.load(path)["meta"])  # tampered but well-formed
+    assert np.all(stats.cached_second_moment(model, {}, "layer5.conv", 8, 1, 4, str(tmp_path)) == 7)
+    path.write_bytes(b"garbage")  # corrupt: recomputed and rewritten
+    np.testing.assert_allclose(stats.cached_second_moment(model, {}, "layer5.conv", 8, 1, 4, str(tmp_path)), c1)
+    assert np.load(path)["c_matrix"].shape == c1.shape
+    # a different sample count is a different cache entry
+    stats.cached_second_moment(model, {}, "layer5.conv", 9, 1, 4, str(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+SHARDED = """
+import numpy as np, jax, factories, checkpoints_convert as cc
+from jaxrewrite.rewrite import stats
+assert jax.local_device_count() == 4
+model = cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
+gen = model.generator()
+c = stats.second_moment(gen, model.params, "layer5.conv", n=13, seed=3, batch_size=6)
+np.save(%r, c)
+"""
+
+
+def test_statistics_sharded_over_four_host_devices(proggan_rw, tmp_path):
+    out = tmp_path / "c.npy"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])}
+    proc = subprocess.run([sys.executable, "-c", SHARDED % str(out)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    single = stats.second_moment(proggan_rw.gen, proggan_rw.model.params, "layer5.conv", n=13, seed=3, batch_size=6)
+    np.testing.assert_allclose(np.load(out), single, rtol=1e-5, atol=1e-7 * np.abs(single).max())
