@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--torch-niter", type=int, default=200)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--vmap", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cases", default="stylegan2,proggan,stylegan2_512")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "edit.json"))
     args = ap.parse_args()
@@ -97,7 +98,7 @@ def main():
     for name in args.cases.split(","):
         case = torch_official.CASES[name]()
         row = {"case": name, "niter": args.niter}
-        row["jax_s"] = time_jax(case, args.niter)["seconds"]
+        row["jax_s"] = time_jax(case, args.niter, repeats=args.repeats)["seconds"]
         if torch_version:
             t = torch_official.time_torch_insert(case, args.torch_niter, threads=args.threads)
             row["torch_s"] = t["seconds_per_iter"] * args.niter

@@ -110,6 +110,41 @@ def cmd_edit(args):
     print(f"edited model -> {args.out}")
 
 
+def cmd_finetune(args):
+    """Baseline: all weights fitted to the pasted RGB image (L1)."""
+    import time
+
+    from checkpoints_convert import export, write
+    from jaxrewrite import images, modelfile
+    from jaxrewrite.rewrite.editfile import read_edit
+    from jaxrewrite.rewrite.finetune import finetune, rgb_goal
+
+    if args.grid:
+        images.check_path(args.grid)
+    if args.niter < 1:
+        raise ValueError("--niter must be >= 1")
+    edit = read_edit(args.edit)
+    model = _load(args.model)
+    gen = model.generator(**({"noise": "official", "noise_batch": 1} if model.arch == "stylegan2" else {}))
+    start = time.time()
+    z, target, box = rgb_goal(gen, model.params, edit, args.seed)
+    params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr)
+    if not (np.all(np.isfinite(losses))):
+        raise FloatingPointError("fine-tuning diverged (NaN/inf); the model is left unchanged")
+    print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({len(losses)} steps) in {time.time() - start:.1f}s")
+    edited = modelfile.Model(model.arch, params, model.config, model.source)
+    if args.grid:
+        from jaxrewrite.zdataset import z_for
+
+        zs = z_for(range(8), gen.z_dim, args.seed)
+        images.save(args.grid, np.concatenate([np.asarray(gen(model.params, zs)), np.asarray(gen(params, zs))]), cols=8)
+    if args.out.endswith((".pt", ".pth", ".npz")):
+        write(export(edited), args.out)
+    else:
+        modelfile.save(edited, args.out)
+    print(f"fine-tuned model -> {args.out}")
+
+
 def _generator(model, args):
     if model.arch != "stylegan2":
         return model.generator()
@@ -175,7 +210,7 @@ def parser():
         p.add_argument("--niter", type=int, default=2001)
         p.add_argument("--piter", type=int, default=10)
         p.add_argument("--lr", type=float, default=0.05)
-        p.add_argument("--key-method", default="zca", choices=["zca", "svd", "mean"])
+        p.add_argument("--key-method", default="zca", choices=["zca", "svd", "mean", "gandissect"])
         p.add_argument("--method", default="projected", choices=["projected", "lambda", "closed"])
         p.add_argument("--stats-samples", type=int, default=1000)
         p.add_argument("--stats-seed", type=int, default=1, help="z data set of the statistics and image numbers")
@@ -185,6 +220,16 @@ def parser():
         if name == "erase":
             p.add_argument("--drank", type=int, default=30, help="number of key units to erase")
         p.set_defaults(run=cmd_edit)
+
+    p = sub.add_parser("finetune", help="baseline: fine-tune all weights on the pasted RGB image (L1)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--edit", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--niter", type=int, default=20001)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=1, help="z data set of the image numbers")
+    p.add_argument("--grid", help="before/after image grid (.png)")
+    p.set_defaults(run=cmd_finetune)
 
     p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed")
     p.add_argument("--model", required=True, help="model file or any convertible checkpoint")

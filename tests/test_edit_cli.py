@@ -107,3 +107,18 @@ def test_cli_bad_input_fails_cleanly(tmp_path, small_model, capsys, problem, mes
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("jaxrewrite: error:") and message in err[-1]
     assert not (tmp_path / "out.msgpack").exists() and not (tmp_path / "a.npz").exists()
+
+
+def test_finetune_baseline_and_gandissect_key(tmp_path, small_model):
+    edit = _edit_file(tmp_path)
+    out = tmp_path / "ft.msgpack"
+    assert run("finetune", "--model", small_model, "--edit", edit, "--niter", 20, "--out", out) == 0
+    before, after = modelfile.load(small_model), modelfile.load(out)
+    changed = [k for k in ("layer1", "layer5", "output_16x16")
+               if not np.array_equal(before.params[k]["conv"]["kernel"], after.params[k]["conv"]["kernel"])]
+    assert changed == ["layer1", "layer5", "output_16x16"]  # every weight moves, not one layer
+    art = tmp_path / "g.npz"
+    assert run("edit", "--model", small_model, "--layer", "layer5", "--edit", edit, "--key-method", "gandissect",
+               "--rank", 2, "--stats-samples", 10, "--niter", 5, "--out", tmp_path / "g.msgpack", "--artifacts", art) == 0
+    context = np.load(art)["context"]
+    assert sorted(np.unique(context)) == [0, 1] and (context.sum(1) == 1).all()

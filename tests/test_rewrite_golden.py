@@ -7,9 +7,9 @@ Tolerances (float32, CPU):
 * keys: 1e-5 from the official C (the algorithm), 2e-4 from our own C (C's rounding
   differences pass through C^(-1/2) twice).
 * goals, boxes, erased units: exact boxes/units, goal maps 1e-5.
-* the 60-iteration optimisation: with the official goals and key the ProGAN runs and the
-  StyleGAN2 'svd' run agree to ~5e-6 (asserted 1e-4). The other StyleGAN2 runs are chaotic
-  with respect to rounding: L1 + Adam take sign-like steps, and perturbing goal_in by a
+* the 60-iteration optimisation: with the official goals and key the ProGAN edit runs and
+  the StyleGAN2 'svd' run agree to ~5e-6 (asserted 1e-4). The erase runs and the other
+  StyleGAN2 runs are chaotic with respect to rounding: L1 + Adam take sign-like steps, and perturbing goal_in by a
   random 1e-6 in our own implementation moves weight_after by up to 2e-2 and the losses by
   6e-4 (test_l1_adam_is_rounding_sensitive below shows it; a faithful PyTorch port, run in
   float32 by another library build, drifts the same way on erase_zca). For those runs we
@@ -124,7 +124,7 @@ def test_insert_from_official_goals(rewriters, golden, arch, run):
     inputs_last = np.moveaxis(delta, -3, -1)
     assert np.abs(inputs_last - inputs_last @ g["key"].T @ g["key"]).max() < 1e-6 * np.abs(g["weight_before"]).max()
     snapshots = [torch_layout(rw.model, rw.weight_path, s) for s in np.asarray(snaps)]
-    if arch == "proggan" or run == "edit_svd":
+    if run == "edit_svd" or (arch == "proggan" and run.startswith("edit")):
         assert rel_err(losses, g["loss"]) < 1e-4
         assert rel_err(after, g["weight_after"]) < 1e-4
         for it, snap in zip(RECORD, snapshots):

@@ -4,11 +4,29 @@ import jax.numpy as jnp
 from jax import lax
 
 _DN = ("NHWC", "HWIO", "NHWC")
+# Below this many patch elements a convolution runs as patches @ kernel: one GEMM, several
+# times faster than XLA's CPU convolution for the small maps of a rewrite, and under `scan`
+# the patches of a fixed goal input are hoisted out of the loop. Large maps keep the
+# convolution (patches would cost k*k times the input's memory).
+PATCH_LIMIT = 1 << 22
+
+
+def _correlate(x, kernel, padding, dilation=1):
+    pads = [(padding, padding)] * 2 if isinstance(padding, int) else padding
+    k = kernel.shape[:2]
+    n, h, w, c = x.shape
+    out_h = (h - 1) * dilation + 1 + sum(pads[0]) - k[0] + 1
+    out_w = (w - 1) * dilation + 1 + sum(pads[1]) - k[1] + 1
+    if n * out_h * out_w * c * k[0] * k[1] <= PATCH_LIMIT:
+        patches = lax.conv_general_dilated_patches(  # channels ordered (c, ky, kx)
+            x, k, (1, 1), pads, lhs_dilation=(dilation, dilation), dimension_numbers=_DN)
+        return patches @ kernel.transpose(2, 0, 1, 3).reshape(-1, kernel.shape[-1])
+    return lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=(dilation, dilation), dimension_numbers=_DN)
 
 
 def conv(x, kernel, padding):
     """Cross-correlation with symmetric zero padding, as `torch.nn.functional.conv2d`."""
-    return lax.conv_general_dilated(x, kernel, (1, 1), [(padding, padding)] * 2, dimension_numbers=_DN)
+    return _correlate(x, kernel, padding)
 
 
 def conv_transpose(x, kernel, stride, padding):
@@ -17,25 +35,23 @@ def conv_transpose(x, kernel, stride, padding):
     A transposed convolution is a correlation of the zero-dilated input with the spatially
     flipped kernel, padded by `k - 1 - padding`.
     """
-    k = kernel.shape[0]
-    pad = k - 1 - padding
-    return lax.conv_general_dilated(
-        x, kernel[::-1, ::-1], (1, 1), [(pad, pad)] * 2, lhs_dilation=(stride, stride), dimension_numbers=_DN
-    )
+    pad = kernel.shape[0] - 1 - padding
+    return _correlate(x, kernel[::-1, ::-1], pad, dilation=stride)
 
 
 def upfirdn2d(x, kernel, up=1, pad=(0, 0)):
     """Zero-insertion upsampling, padding and true convolution with a 2-D FIR kernel per channel.
 
-    Same as the `upfirdn2d` op of the StyleGAN2 port (down=1), with `pad = (pad0, pad1)` on both axes.
+    Same as the `upfirdn2d` op of the StyleGAN2 port (down=1), with `pad = (pad0, pad1)` on both
+    axes. Written as a sum of shifted slices, which XLA fuses into one pass: on CPU that is
+    20-40x faster than a depthwise convolution (feature_group_count = channels).
     """
-    channels = x.shape[-1]
-    k = jnp.broadcast_to(kernel[::-1, ::-1, None, None], kernel.shape + (1, channels)).astype(x.dtype)
-    # lhs_dilation leaves no trailing zero after the last sample; upfirdn2d's upsampled map has one.
-    padding = [(pad[0], pad[1] + up - 1)] * 2
-    return lax.conv_general_dilated(
-        x, k, (1, 1), padding, lhs_dilation=(up, up), dimension_numbers=_DN, feature_group_count=channels
-    )
+    cfg = [(0, 0, 0)] + [(pad[0], pad[1] + up - 1, up - 1)] * 2 + [(0, 0, 0)]
+    xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)  # interior padding = zero insertion
+    kh, kw = kernel.shape
+    oh, ow = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    k = kernel[::-1, ::-1].astype(x.dtype)
+    return sum(k[i, j] * xp[:, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw))
 
 
 def pixel_norm(x, axis=-1):

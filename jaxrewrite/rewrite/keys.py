@@ -9,8 +9,6 @@ import numpy as np
 
 from .stats import solve
 
-METHODS = ("zca", "svd", "mean", "gandissect")
-
 
 def _selected(examples):
     """Rows with positive mask weight, and their weights."""

@@ -16,7 +16,7 @@ from ..zdataset import z_for
 from . import goals, keys, stats, update
 from .editfile import decode_mask
 
-KEY_METHODS = {"zca": keys.zca_key, "svd": keys.svd_key, "mean": keys.mean_key}
+KEY_METHODS = ("zca", "svd", "mean", "gandissect")
 METHODS = ("projected", "lambda", "closed")
 
 
@@ -58,9 +58,9 @@ class Rewriter:
             get(self.model.params, self.weight_path)
         except KeyError:
             raise ValueError(f"layer {self.first!r} has no kernel to rewrite") from None
-        stats_options = {**self.gen_options, "noise_batch": self.stats_batch} if self.gen_options else {}
+        self.stats_options = {**self.gen_options, "noise_batch": self.stats_batch} if self.gen_options else {}
         self.c_matrix = stats.cached_second_moment(
-            self.model, stats_options, self.first, self.stats_samples, self.seed, 50, self.cache_dir,
+            self.model, self.stats_options, self.first, self.stats_samples, self.seed, 50, self.cache_dir,
             self.show_progress)
         self.zca_matrix = stats.zca(self.c_matrix)
         gen, first, last = self.gen, self.first, self.last
@@ -74,8 +74,9 @@ class Rewriter:
         """The bag entering the rewritten weight, for these image numbers (one image per row)."""
         return jax.tree_util.tree_map(np.asarray, self._context(self.model.params, z_for(numbers, self.gen.z_dim, self.seed)))
 
-    def value(self, bag, params=None):
-        return jax.tree_util.tree_map(np.asarray, self._value(self.model.params if params is None else params, bag))
+    def value(self, bag):
+        """The target's output bag (its `fmap` is the value map) with the original weights."""
+        return jax.tree_util.tree_map(np.asarray, self._value(self.model.params, bag))
 
     def target(self, params, w, bag):
         return self.gen.between(replace(params, self.weight_path, w), bag, self.first, self.last)["fmap"]
@@ -91,12 +92,16 @@ class Rewriter:
         return out
 
     def key(self, pairs, rank=1, method="zca"):
+        if method not in KEY_METHODS:
+            raise ValueError(f"unknown key method {method!r}; choose from {', '.join(KEY_METHODS)}")
         examples = self.key_examples(pairs)
         if method == "zca":
             return keys.zca_key(examples, self.zca_matrix, rank)
-        if method not in KEY_METHODS:
-            raise ValueError(f"unknown key method {method!r}; choose from {', '.join(KEY_METHODS)}")
-        return KEY_METHODS[method](examples, self.c_matrix, rank)
+        if method == "gandissect":
+            quantiles = stats.unit_quantiles(self.model.generator(**self.stats_options), self.model.params,
+                                             self.first, self.stats_samples, self.seed)
+            return keys.gandissect_key(examples, quantiles, rank)
+        return getattr(keys, f"{method}_key")(examples, self.c_matrix, rank)
 
     def copy_paste_goal(self, edit):
         o_num, o_mask = edit.object

@@ -92,3 +92,19 @@ def cached_second_moment(model, gen_options, first, n, seed, batch_size, cache_d
     os.makedirs(cache_dir, exist_ok=True)
     atomic_write(path, lambda f: np.savez(f, c_matrix=c, meta=json.dumps(meta, sort_keys=True)))
     return c
+
+
+def unit_quantiles(gen, params, first, n, seed=1, batch_size=10, levels=1001, max_pixels=200_000):
+    """[levels, C] quantiles of each key unit over the data set (a fixed random subsample of at
+    most `max_pixels` key vectors), for the 'gandissect' key method."""
+    fn = jax.jit(lambda p, z, numbers: gen.upto(p, gen.inputs(z, image_numbers=numbers), first)["fmap"])
+    zs = z_dataset(n, gen.z_dim, seed)
+    chunks = []
+    for start in range(0, n, batch_size):
+        numbers = np.arange(start, min(start + batch_size, n))
+        k = np.asarray(fn(params, zs[numbers], numbers))
+        chunks.append(k.reshape(-1, k.shape[-1]))
+    keys = np.concatenate(chunks)
+    if len(keys) > max_pixels:
+        keys = keys[np.sort(np.random.default_rng(0).choice(len(keys), max_pixels, replace=False))]
+    return np.quantile(keys, np.linspace(0, 1, levels), axis=0).astype(np.float32)

@@ -1,0 +1,65 @@
+"""Key-statistics throughput (images/s and key vectors/s) of `jaxrewrite.rewrite.stats`.
+
+    python benchmarks/bench_stats.py [--n 200] [--batch 50] [--out results/stats.json]
+
+Models: the golden StyleGAN2 (32 px) at layer6 when ../shared is present, and random
+StyleGAN2s built from the test factories (256 px, 512-channel 8..32 px layers) at a 32x32 layer.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import factories  # noqa: E402
+
+import checkpoints_convert as cc  # noqa: E402
+from jaxrewrite.rewrite import stats  # noqa: E402
+
+
+def models():
+    golden = ROOT.parent / "shared" / "golden" / "stylegan2" / "weights_rosinality.pt"
+    if golden.exists():
+        yield "stylegan2-golden-32px", cc.load_model(str(golden)), "layer6.sconv.mconv.dconv"
+    channels = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
+    sd = factories.stylegan2(np.random.default_rng(0), 256, 512, 8, channels)
+    yield "stylegan2-256px-512ch", cc.convert(sd), "layer8.sconv.mconv.dconv"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "stats.json"))
+    args = ap.parse_args()
+    rows = []
+    for name, model, layer in models():
+        gen = model.generator(noise="official", noise_batch=10)
+        stats.second_moment(gen, model.params, layer, args.batch, batch_size=args.batch)  # compile
+        t = time.perf_counter()
+        c = stats.second_moment(gen, model.params, layer, args.n, batch_size=args.batch)
+        seconds = time.perf_counter() - t
+        bag = jax.eval_shape(lambda p, z: gen.upto(p, gen.inputs(z), layer), model.params,
+                             np.zeros((1, gen.z_dim), np.float32))
+        h, w = bag["fmap"].shape[1:3]
+        rows.append({"model": name, "layer": layer, "channels": int(c.shape[0]), "n": args.n,
+                     "seconds": seconds, "images_per_s": args.n / seconds, "keys_per_s": args.n * h * w / seconds})
+        print(json.dumps(rows[-1]), flush=True)
+    result = {"date": date.today().isoformat(), "machine": platform.machine(), "cpus": os.cpu_count(),
+              "device": str(jax.devices()[0]), "jax": jax.__version__, "command": "python " + " ".join(sys.argv),
+              "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Baseline: fine-tune every generator weight on the pasted RGB image (the official `overfit`).
+
+The object's pixels are copied into the paste image (same alpha paste as the feature-space
+goal, at image resolution) and Adam minimises the L1 error inside the pasted box. The
+official baseline adds a VGG16 perceptual term; no VGG weights ship offline, so it is L1 only.
+Buffers (fixed noise, FIR kernels, latent_avg, BatchNorm statistics) stay fixed.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..tree import flatten, unflatten
+from ..zdataset import z_for
+from . import goals
+from .editfile import decode_mask
+
+FROZEN = ("noises.", "latents.", ".blur.", "up_rgb", ".bn.mean", ".bn.var")
+
+
+def trainable(path):
+    return not any(f in path for f in FROZEN)
+
+
+def rgb_goal(gen, params, edit, seed=1):
+    """(z of the paste image, pasted RGB image [1, H, W, 3], paste box)."""
+    (o_num, o_mask), (p_num, p_mask) = edit.object, edit.paste
+    render = jax.jit(lambda p, z: gen(p, z))
+    obj = np.asarray(render(params, z_for([o_num], gen.z_dim, seed)))
+    z = z_for([p_num], gen.z_dim, seed)
+    host = np.asarray(render(params, z))
+    hw = host.shape[1:3]
+    clip, clip_mask, _ = goals.cut_object(obj, decode_mask(o_mask, hw))
+    pasted, box = goals.paste(host, clip, clip_mask, decode_mask(p_mask, hw))
+    return z, pasted, box
+
+
+def finetune(gen, params, z, target, box, niter=20001, lr=0.01):
+    """(params, losses): Adam on all trainable leaves, L1 inside `box`, one `lax.scan`."""
+    flat = flatten(params)
+    train = {k: jnp.asarray(v) for k, v in flat.items() if trainable(k)}
+    frozen = {k: v for k, v in flat.items() if not trainable(k)}
+    t, l, b, r = box
+    goal = jnp.asarray(target)[:, t:b, l:r]
+
+    def loss_fn(train):
+        image = gen(unflatten({**frozen, **train}), z)
+        return jnp.mean(jnp.abs(goal - image[:, t:b, l:r]))
+
+    opt = optax.adam(lr)
+
+    def step(state, _):
+        train, opt_state = state
+        loss, grads = jax.value_and_grad(loss_fn)(train)
+        updates, opt_state = opt.update(grads, opt_state)
+        return (optax.apply_updates(train, updates), opt_state), loss
+
+    run = jax.jit(lambda train: jax.lax.scan(step, (train, opt.init(train)), None, length=niter))
+    (train, _), losses = run(train)
+    return unflatten({**frozen, **{k: np.asarray(v) for k, v in train.items()}}), np.asarray(losses)
