@@ -131,7 +131,7 @@ def export(model):
 def write(obj, path):
     """Write an exported checkpoint: `.npz` (flat state dict) or a torch zip file, atomically."""
     if path.endswith(".npz"):
-        from jaxrewrite.modelfile import atomic_write
+        from jaxrewrite.atomic import atomic_write
 
         flat = obj if not any(isinstance(v, dict) for v in obj.values()) else _flat_checkpoint(obj)
         atomic_write(path, lambda f: np.savez(f, **flat))

@@ -9,13 +9,14 @@ all of them implemented here in plain numpy.
 import os
 import pickle
 import struct
-import uuid
 import zipfile
 from collections import OrderedDict, namedtuple
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from jaxrewrite.atomic import atomic_write
 
 __all__ = ["CheckpointError", "load", "save"]
 
@@ -358,28 +359,22 @@ def save(obj, path, *, legacy: bool = False) -> None:
         pickled = _pickle(obj, arrays, legacy)
     except (CheckpointError, RecursionError, ValueError) as e:
         raise CheckpointError(f"{path}: {_one_line(e)}") from None
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    f = open(tmp, "xb")
-    try:
-        with f:
-            if legacy:
-                for part in (_MAGIC, _LEGACY_PROTOCOL, {"protocol_version": _LEGACY_PROTOCOL,
-                             "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}):
-                    f.write(_pickle(part, [], True))
-                f.write(pickled + _pickle([str(k) for k in range(len(arrays))], [], True))
-                for a in arrays:
-                    f.write(struct.pack("<q", a.size))
-                    f.write(_raw(a))
-            else:
-                with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-                    zf.writestr(f"{path.stem}/data.pkl", pickled)
-                    zf.writestr(f"{path.stem}/byteorder", "little")
-                    for key, a in enumerate(arrays):
-                        zf.writestr(f"{path.stem}/data/{key}", _raw(a))
-                    zf.writestr(f"{path.stem}/version", "3\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def write(f):
+        if legacy:
+            for part in (_MAGIC, _LEGACY_PROTOCOL, {"protocol_version": _LEGACY_PROTOCOL,
+                         "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+                f.write(_pickle(part, [], True))
+            f.write(pickled + _pickle([str(k) for k in range(len(arrays))], [], True))
+            for a in arrays:
+                f.write(struct.pack("<q", a.size))
+                f.write(_raw(a))
+        else:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+                zf.writestr(f"{path.stem}/data.pkl", pickled)
+                zf.writestr(f"{path.stem}/byteorder", "little")
+                for key, a in enumerate(arrays):
+                    zf.writestr(f"{path.stem}/data/{key}", _raw(a))
+                zf.writestr(f"{path.stem}/version", "3\n")
+
+    atomic_write(path, write)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from .modelfile import atomic_write
+from .atomic import atomic_write
 
 
 def to_uint8(images):

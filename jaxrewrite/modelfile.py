@@ -7,13 +7,12 @@ with string metadata.
 """
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 from flax import serialization
 
+from .atomic import atomic_write
 from .models import dcgan, proggan, stylegan2
 from .tree import flatten
 
@@ -44,20 +43,6 @@ class Model:
             h.update(f"{path}:{a.dtype.str}:{a.shape}".encode())
             h.update(a.tobytes())
         return h.hexdigest()
-
-
-def atomic_write(path, write):
-    """Call `write(file)` on a temporary file beside `path`, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save(model, path):

@@ -176,7 +176,7 @@ def test_write_read_round_trip(tmp_path):
     assert isinstance(edit, Edit) and hash(edit) == hash(read_edit(write_edit(edit, path)))
 
 
-@pytest.mark.parametrize("stage", ["dump", "replace"])
+@pytest.mark.parametrize("stage", ["dumps", "replace"])
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch, stage):
     def boom(*args, **kwargs):
         raise OSError("disk full")
@@ -185,7 +185,9 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch, stage):
     new = tmp_path / "new.json"
     old = write_edit(edit, tmp_path / "old.json")
     before = old.read_bytes()
-    monkeypatch.setattr(*((editfile.json, "dump", boom) if stage == "dump" else (editfile.os, "replace", boom)))
+    from jaxrewrite import atomic
+
+    monkeypatch.setattr(*((editfile.json, "dumps", boom) if stage == "dumps" else (atomic.os, "replace", boom)))
     for path in (new, old):
         with pytest.raises(OSError, match="disk full"):
             write_edit(parse_edit(_request(key=None)), path)

@@ -18,7 +18,6 @@ from checkpoints_convert.torch_format import CheckpointError, load, save
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden not available")
-GFF = Path("/tmp/gff/gan_face_generate/weights.tar")
 MAGIC = 0x1950A86A20F9469CFC6C
 
 
@@ -309,17 +308,6 @@ def test_golden_torch_files_match_npz(pt, npz, flatten):
     assert sorted(got) == sorted(want.files)
     for key in want.files:
         assert_equal(got[key], want[key])
-
-
-@pytest.mark.skipif(not GFF.exists(), reason=f"{GFF} not available")
-def test_third_party_cuda_checkpoint():
-    state = load(GFF)["netG_state_dict"]
-    assert isinstance(state, OrderedDict) and state
-    counters = [k for k in state if k.endswith("num_batches_tracked")]
-    assert counters and all(state[k].dtype == np.int64 and state[k].shape == () for k in counters)
-    assert all(v.dtype == np.float32 for k, v in state.items() if k not in counters)
-    assert state["main.0.weight"].shape == (100, 512, 4, 4)
-
 
 
 def test_build_cannot_alter_rebuild_functions(tmp_path):

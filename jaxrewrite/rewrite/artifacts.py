@@ -4,7 +4,7 @@ goals and before/after images (NCHW, as the official arrays)."""
 import jax
 import numpy as np
 
-from ..modelfile import atomic_write
+from ..atomic import atomic_write
 from ..tree import get
 from ..zdataset import z_for
 

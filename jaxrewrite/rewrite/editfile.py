@@ -14,14 +14,14 @@ import binascii
 import io
 import json
 import numbers
-import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..atomic import atomic_write
 
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,")
 _PAIR = "[image_number, mask]"
@@ -179,16 +179,5 @@ def write_edit(edit, path):
     replaces `path`), so a failed write never leaves a partial file or clobbers the old one.
     Returns the path."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    f = open(tmp, "x", encoding="utf-8")
-    try:
-        with f:
-            json.dump(to_json(edit), f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(json.dumps(to_json(edit), indent=1) + "\n"), mode="w")
     return path

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ..modelfile import atomic_write
+from ..atomic import atomic_write
 from ..progress import progress
 from ..zdataset import z_dataset
 

@@ -81,7 +81,7 @@ def closed_form(target, w0, d, goal_in, goal_out):
     (e_yx ⊗ D_r) gives the design matrix A [pixels, k*k*r] in a single call; then
     Λ = argmin ||A Λ - (goal_out - target(W0))||² and W1 = W0 + Λ D (the paper's
     W0 + Λ (C⁻¹k*)ᵀ, in an L2 sense). Returns (w1, [L1 loss before, L1 loss after])."""
-    spatial, cin = w0.shape[:-2], w0.shape[-2]
+    spatial = w0.shape[:-2]
     r = d.shape[0]
     basis = jnp.eye(int(np.prod(spatial)) * r).reshape(spatial + (r, -1))  # [..., r, k*k*r]
     probe = jnp.einsum("...rb,ri->...ib", basis, d)
