@@ -13,8 +13,12 @@ Tolerances (float32, CPU):
   random 1e-6 in our own implementation moves weight_after by up to 2e-2 and the losses by
   6e-4 (test_l1_adam_is_rounding_sensitive below shows it; a faithful PyTorch port, run in
   float32 by another library build, drifts the same way on erase_zca). For those runs we
-  assert that the snapshots before the divergence match to 1e-5, the loss curve to 2e-3, and
-  90% of the weight elements to 1e-4 of the weight scale (we measure 96-100%).
+  assert that the snapshots before the divergence (steps 0 and 1) match to 1e-4 like the
+  stable runs, the loss curve to 2e-3, and 90% of the weight elements to 1e-4 of the weight
+  scale (we measure 96-100%). Even step 0 depends on the CPU: Adam's first step is
+  g / (|g| + 1e-8), and 4% of this layer's gradient elements are below 1e-6, where the
+  gradient's float32 rounding (which differs between CPUs' vector units) moves the step; we
+  measure 1.05e-5 on an Intel Xeon and < 1e-5 on an AMD EPYC.
 * end to end (our C, keys and goals, then 60 steps): every difference above feeds the same
   chaotic loop, so losses 5e-3 (measured <= 9e-4) and edited images 2e-2 of their scale
   (measured <= 4e-3), against an edit that changes the images by 0.2-1.1 of their scale.
@@ -131,8 +135,8 @@ def test_insert_from_official_goals(rewriters, golden, arch, run):
             assert rel_err(snap, g[f"weight_callback_it{it}"]) < 1e-4, it
     else:
         assert rel_err(losses, g["loss"]) < 2e-3
-        assert rel_err(snapshots[0], g["weight_callback_it0"]) < 1e-5
-        assert rel_err(snapshots[1], g["weight_callback_it1"]) < 1e-5
+        assert rel_err(snapshots[0], g["weight_callback_it0"]) < 1e-4
+        assert rel_err(snapshots[1], g["weight_callback_it1"]) < 1e-4
         close = np.abs(after - g["weight_after"]) <= 1e-4 * np.abs(g["weight_after"]).max()
         assert close.mean() > 0.9
 

@@ -1,0 +1,125 @@
+"""The towns64 model: sample quality, authoring its shipped edits, and the section 5.1 table.
+
+    python benchmarks/towns.py quality            # real vs generated class histograms (256 each)
+    python benchmarks/towns.py layers             # effect/collateral of spire->tree per layer
+    python benchmarks/towns.py edits --layer L    # write jaxrewrite/assets/edits/towns64/*.json
+    python benchmarks/towns.py eval [--n 1000]    # every variant on every shipped edit
+
+Results go to benchmarks/results/towns64_*.json (with machine and date); tables are printed
+as markdown for the README.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jaxrewrite import images, modelfile, zoo  # noqa: E402
+from jaxrewrite.worlds import edits, metrics, protocol, towns  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+EDITS = ROOT / "jaxrewrite" / "assets" / "edits" / "towns64"
+RULES = {  # shipped edit: (source classes, target classes or None for erase)
+    "spire2tree": (["spire"], ["crown", "trunk"]),
+    "dome2spire": (["dome"], ["spire"]),
+    "erase_windows": (["window"], ["wall"]),
+}
+
+
+def _save(name, data, command):
+    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+            "command": command}
+    (RESULTS / name).write_text(json.dumps({**meta, **data}, indent=1) + "\n")
+
+
+def _shape_ratio(labels, cls):
+    """Median height/width of connected regions (>= 20 px) of a class."""
+    ratios = [(np.ptp(ys) + 1) / (np.ptp(xs) + 1) for lab in labels for c in edits.components(lab == towns.CLASS[cls])
+              if c.sum() >= 20 for ys, xs in [np.nonzero(c)]]
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def quality(args, model):
+    gen = model.generator()
+    fake = metrics.render(gen, model.params, 256, args.seed)
+    real_images, real = towns.scenes(12345, 256)
+    lf = towns.segment(fake)
+    hr, _ = towns.histogram(real)
+    hf, off = towns.histogram(lf)
+    rel = {c: float(abs(f - r) / r) for c, f, r in zip(towns.CLASSES, hf, hr)}
+    shape = {side: {c: _shape_ratio(lab, c) for c in ("spire", "dome")} for side, lab in (("real", real), ("generated", lf))}
+    images.save(str(RESULTS / "towns64_samples.png"), np.concatenate([real_images[:16], fake[:32]]), cols=16)
+    data = {"step": model.config["training"]["step"], "real": dict(zip(towns.CLASSES, hr.tolist())),
+            "generated": dict(zip(towns.CLASSES, hf.tolist())), "relative_error": rel, "off_palette": off,
+            "height_over_width": shape}
+    _save("towns64_quality.json", data, "python benchmarks/towns.py quality")
+    print("| class | real | generated | relative difference |\n|---|---|---|---|")
+    for c in towns.CLASSES:
+        print(f"| {c} | {data['real'][c]:.4f} | {data['generated'][c]:.4f} | {rel[c]:.1%} |")
+    print(f"off-palette pixels: {off:.2%}; median height/width real {shape['real']}, generated {shape['generated']}")
+
+
+def layers(args, model):
+    labels = edits.sample_labels(model, args.search)
+    edit = edits.class_edit(labels, *RULES["spire2tree"])
+    rows = {}
+    for layer in args.layers:
+        path = RESULTS / f".probe-{layer}.json"
+        edits.write(edit, path, {"layer": layer, "kind": "edit", "source": RULES["spire2tree"][0],
+                                 "target": RULES["spire2tree"][1]})
+        rows[layer] = protocol.evaluate(model, path, ("ours",), args.n, cache_dir=args.cache)["ours"]
+        path.unlink()
+        r = rows[layer]
+        print(f"{layer}: effect {r['effect']:.1%} changed {r['images_changed']:.1%} collateral {r['collateral']:.4f}")
+    _save("towns64_layers.json", {"n": args.n, "rows": rows}, "python benchmarks/towns.py layers")
+
+
+def write_edits(args, model):
+    labels = edits.sample_labels(model, args.search)
+    EDITS.mkdir(parents=True, exist_ok=True)
+    for name, (source, target) in RULES.items():
+        erase = name.startswith("erase")
+        edit = edits.class_edit(labels, source, None if erase else target, whole_class=erase)
+        rule = {"layer": args.layer, "kind": "erase" if erase else "edit", "source": source, "target": target}
+        edits.write(edit, EDITS / f"{name}.json", rule)
+        print(f"{name}: paste image {edit.paste[0]}, object {edit.object and edit.object[0]}, "
+              f"{len(edit.key)} context examples, layer {args.layer}")
+
+
+def evaluate(args, model):
+    tables = {}
+    for name in RULES:
+        rows = protocol.evaluate(model, zoo.shipped_edit("towns64", name), protocol.VARIANTS, args.n,
+                                 cache_dir=args.cache, finetune_niter=args.finetune_niter)
+        tables[name] = rows
+        print(f"\n### {name}\n\n{protocol.table(rows)}")
+    _save("towns64_eval.json", {"n": args.n, "finetune_niter": args.finetune_niter, "edits": tables},
+          f"python benchmarks/towns.py eval --n {args.n} --finetune-niter {args.finetune_niter}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["quality", "layers", "edits", "eval"])
+    ap.add_argument("--model", default="towns64")
+    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--search", type=int, default=300, help="image numbers (seed 1) searched for edit examples")
+    ap.add_argument("--layer", default="layer5")
+    ap.add_argument("--layers", nargs="+", default=["layer3", "layer4", "layer5", "layer6", "layer7", "layer8"])
+    ap.add_argument("--finetune-niter", type=int, default=2001)
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/jaxrewrite"))
+    args = ap.parse_args()
+    model = modelfile.load(zoo.resolve(args.model))
+    {"quality": quality, "layers": layers, "edits": write_edits, "eval": evaluate}[args.what](args, model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Procedural worlds with known semantics, for measuring what an edit changes."""

@@ -1,0 +1,88 @@
+"""Apply one shipped-style edit by a named variant, and evaluate it: the rows of the
+section 5.1 table (ours, its Λ and closed-form variants, two ablations, fine-tuning)."""
+
+import time
+
+import numpy as np
+
+from ..modelfile import Model
+from ..rewrite.editfile import read_edit
+from ..rewrite.finetune import finetune, rgb_goal
+from ..rewrite.rewriter import Rewriter
+from . import edits, metrics
+
+VARIANTS = {
+    # name: (update method, rank, single context key)
+    "ours": ("projected", 1, False),
+    "lambda": ("lambda", 1, False),
+    "closed": ("closed", 1, False),
+    "full-rank": ("projected", "full", False),
+    "single-key": ("projected", 1, True),
+    "finetune": ("finetune", None, False),
+}
+
+
+def apply(model, edit_path, variant="ours", layer=None, niter=2001, lr=0.05, finetune_niter=2001,
+          finetune_lr=0.01, cache_dir=None, show_progress=False, rewriter=None):
+    """(edited Model, seconds, final loss) for one variant of the edit in `edit_path`."""
+    rule = edits.rule(edit_path)
+    kind = rule.get("kind", "edit")
+    edit = read_edit(edit_path, kind=kind)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    method, rank, single = VARIANTS[variant]
+    start = time.time()
+    if method == "finetune":
+        if kind != "edit":
+            raise ValueError("fine-tuning needs a copy-paste edit (object + paste)")
+        gen = model.generator()
+        z, target, box = rgb_goal(gen, model.params, edit)
+        params, losses = finetune(gen, model.params, z, target, box, finetune_niter, finetune_lr)
+        return Model(model.arch, params, model.config, model.source), time.time() - start, float(losses[-1])
+    rw = rewriter or Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
+    if kind == "erase":
+        goal_in, goal_out, _ = rw.erase_goal(edit, rule.get("drank", 30))
+    else:
+        goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
+    if rank == "full":
+        d = np.eye(rw.c_matrix.shape[0], dtype=np.float32)
+    else:
+        d = rw.key(edit.key[:1] if single else edit.key, rank)
+    params, losses, _ = rw.insert(goal_in, goal_out, d, method, niter, 10, lr)
+    return rw.edited(params), time.time() - start, float(losses[-1])
+
+
+def evaluate(model, edit_path, variants=tuple(VARIANTS), n=1000, seed=2, layer=None, cache_dir=None,
+             show_progress=False, **options):
+    """One row per variant: the metrics of `metrics.compare` plus time and loss."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    rule = edits.rule(edit_path)
+    gen = model.generator()
+    rw = Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
+    before = metrics.render(gen, model.params, n, seed)
+    rows = {}
+    for variant in variants:
+        try:
+            edited, seconds, loss = apply(model, edit_path, variant, rewriter=rw, **options)
+        except ValueError as e:  # e.g. closed form on a nonlinear target, fine-tuning an erase
+            rows[variant] = {"skipped": str(e)}
+            continue
+        after = metrics.render(gen, edited.params, n, seed)
+        rows[variant] = {"seconds": round(seconds, 2), "loss": loss,
+                         **metrics.compare(before, after, rule["source"], rule["target"])}
+    return rows
+
+
+def table(rows):
+    """A markdown table of `evaluate`'s rows."""
+    lines = ["| variant | effect | images changed | collateral | changed px outside | hist. TV | s | final loss |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        if "skipped" in r:
+            lines.append(f"| {name} | – | – | – | – | – | – | {r['skipped']} |")
+            continue
+        lines.append(f"| {name} | {r['effect']:.1%} | {r['images_changed']:.1%} | {r['collateral']:.4f} | "
+                     f"{r['collateral_changed_px']:.2%} | {r['histogram_tv']:.3f} | {r['seconds']:.1f} | {r['loss']:.4f} |")
+    return "\n".join(lines)
