@@ -6,6 +6,8 @@ official baseline adds a VGG16 perceptual term; no VGG weights ship offline, so 
 Buffers (fixed noise, FIR kernels, latent_avg, BatchNorm statistics) stay fixed.
 """
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,9 +39,13 @@ def rgb_goal(gen, params, edit, seed=1):
 
 
 def finetune(gen, params, z, target, box, niter=20001, lr=0.01):
-    """(params, losses): Adam on all trainable leaves, L1 inside `box`, one `lax.scan`."""
+    """(params, losses): Adam on all trainable leaves, L1 inside `box`.
+
+    One jitted step called from Python, not a `lax.scan`: XLA's CPU backend runs the whole
+    generator's convolutions ~8x slower inside a loop (measured 136 vs 17 ms per step on the
+    64 px towns ProGAN), and the step dominates the call overhead."""
     flat = flatten(params)
-    train = {k: jnp.asarray(v) for k, v in flat.items() if trainable(k)}
+    train = {k: jnp.array(v) for k, v in flat.items() if trainable(k)}  # copies: the step donates them
     frozen = {k: v for k, v in flat.items() if not trainable(k)}
     t, l, b, r = box
     goal = jnp.asarray(target)[:, t:b, l:r]
@@ -50,12 +56,16 @@ def finetune(gen, params, z, target, box, niter=20001, lr=0.01):
 
     opt = optax.adam(lr)
 
-    def step(state, _):
+    @partial(jax.jit, donate_argnums=0)
+    def step(state):
         train, opt_state = state
         loss, grads = jax.value_and_grad(loss_fn)(train)
         updates, opt_state = opt.update(grads, opt_state)
         return (optax.apply_updates(train, updates), opt_state), loss
 
-    run = jax.jit(lambda train: jax.lax.scan(step, (train, opt.init(train)), None, length=niter))
-    (train, _), losses = run(train)
-    return unflatten({**frozen, **{k: np.asarray(v) for k, v in train.items()}}), np.asarray(losses)
+    state, losses = (train, opt.init(train)), []
+    for _ in range(niter):
+        state, loss = step(state)
+        losses.append(loss)
+    train = state[0]
+    return unflatten({**frozen, **{k: np.asarray(v) for k, v in train.items()}}), np.asarray(jnp.stack(losses))
