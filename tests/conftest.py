@@ -33,3 +33,36 @@ def golden():
 @pytest.fixture(autouse=True)
 def _cpu_single_thread_env(monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+
+
+@pytest.fixture(scope="session")
+def faces_wheel(tmp_path_factory):
+    """The gan-face-generate wheel from the package registry (skips when it cannot be had)."""
+    import subprocess
+
+    from jaxrewrite import zoo
+
+    tmp = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                           "-d", str(tmp), zoo.FETCHED["dcgan-faces"]["pip"]], capture_output=True, text=True)
+    wheels = list(tmp.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        pytest.skip(f"cannot download {zoo.FETCHED['dcgan-faces']['pip']} (no registry access)")
+    return wheels[0]
+
+
+@pytest.fixture(scope="session")
+def faces_model(faces_wheel, tmp_path_factory):
+    """The converted dcgan-faces model (fetched into a temporary cache)."""
+    from jaxrewrite import modelfile, zoo
+
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    try:
+        return modelfile.load(zoo.fetch("dcgan-faces", str(faces_wheel)))
+    finally:
+        if old is None:
+            del os.environ["XDG_CACHE_HOME"]
+        else:
+            os.environ["XDG_CACHE_HOME"] = old

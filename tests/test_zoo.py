@@ -3,8 +3,6 @@
 The faces test needs the `gan-face-generate==1.1.1` wheel from the package registry; it
 skips, saying so, only when the wheel cannot be downloaded (offline)."""
 
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -15,17 +13,6 @@ import numpy_reference
 from checkpoints_convert import read
 from jaxrewrite import cli, modelfile, zoo
 from jaxrewrite.zdataset import z_for
-
-
-@pytest.fixture(scope="module")
-def faces_wheel(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("wheel")
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                           "-d", str(tmp), zoo.FETCHED["dcgan-faces"]["pip"]], capture_output=True, text=True)
-    wheels = list(tmp.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
-        pytest.skip(f"cannot download {zoo.FETCHED['dcgan-faces']['pip']} (no registry access)")
-    return wheels[0]
 
 
 def test_fetch_converts_and_matches_a_numpy_forward(faces_wheel, tmp_path, monkeypatch, capsys):
