@@ -52,3 +52,20 @@ def test_glasses_edit_on_unseen_faces(faces_model, tmp_path):
     band = np.zeros((64, 64), bool)
     band[20:36, 12:52] = True
     assert change[:, band].mean() > 2 * change[:, ~band].mean()
+
+
+def test_faces_demo(faces_wheel, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from jaxrewrite import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    zoo.fetch("dcgan-faces", str(faces_wheel))
+    out = tmp_path / "faces.png"
+    assert cli.main(["demo", "faces", "--n", "100", "--out", str(out), "--cache", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    share = printed.split("estimated true share ")[1].split(")")[0]
+    before, after = (int(p.strip(" %")) for p in share.split("->"))
+    assert after > before + 30, printed
+    with Image.open(out) as im:
+        assert im.size == (8 * 64, 2 * 64)
