@@ -10,10 +10,8 @@ iteration is constant, so `--torch-niter` iterations are timed and scaled to `--
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import jax
@@ -21,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+import record  # noqa: E402
 import torch_official  # noqa: E402
 
 from jaxrewrite.models import ops, stylegan2  # noqa: E402
@@ -33,7 +32,7 @@ def jax_problem(case):
     nhwc = lambda x: jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
     w = np.asarray(case["weight"])
     if case["arch"] == "proggan":
-        return (lambda w, bag: ops.conv(bag["fmap"], w, 1)), jnp.asarray(w.transpose(2, 3, 1, 0)), \
+        return _fixed_input(lambda w, bag: ops.conv(bag["fmap"], w, 1)), jnp.asarray(w.transpose(2, 3, 1, 0)), \
             jnp.asarray(case["key"]), {"fmap": nhwc(case["goal_in"])}, nhwc(case["goal_out"])
     layers = [layer for layer in stylegan2.styled_conv("layer6", "sconv", 4, 4, False, "official", 1)
               if layer.name.endswith(("dconv", "noise", "activate"))]
@@ -48,7 +47,16 @@ def jax_problem(case):
         return bag["fmap"]
 
     goal_in = {"fmap": nhwc(case["goal_in"]), "style": jnp.asarray(case["style"]), "noise_row": jnp.zeros(1, jnp.int32)}
-    return target, jnp.asarray(w[0].transpose(2, 3, 1, 0)), jnp.asarray(case["key"]), goal_in, nhwc(case["goal_out"])
+    return _fixed_input(target), jnp.asarray(w[0].transpose(2, 3, 1, 0)), jnp.asarray(case["key"]), goal_in, \
+        nhwc(case["goal_out"])
+
+
+def _fixed_input(target):
+    """As `Rewriter.target`: the goal input is fixed, so convolutions trace as patch GEMMs."""
+    def run(w, bag):
+        with ops.patch_gemm():
+            return target(w, bag)
+    return run
 
 
 def time_jax(case, niter, piter=10, lr=0.05, repeats=3):
@@ -108,13 +116,7 @@ def main():
             row["vmap_cost_vs_one"] = row[f"jax_vmap{args.vmap}_s"] / row["jax_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    result = {
-        "date": date.today().isoformat(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "device": str(jax.devices()[0]), "jax": jax.__version__, "torch": torch_version,
-        "command": "python " + " ".join(sys.argv), "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    record.save(args.out, {"rows": rows}, torch=torch_version)
     print(f"{'case':15s} {'jax s/edit':>11s} {'torch s/edit':>13s} {'speedup':>8s} {'vmap cost':>10s}")
     for r in rows:
         print(f"{r['case']:15s} {r['jax_s']:11.2f} {r.get('torch_s', float('nan')):13.2f} "

@@ -8,11 +8,8 @@ StyleGAN2s built from the test factories (256 px, 512-channel 8..32 px layers) a
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import jax
@@ -21,6 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import factories  # noqa: E402
+import record  # noqa: E402
 
 import checkpoints_convert as cc  # noqa: E402
 from jaxrewrite.rewrite import stats  # noqa: E402
@@ -54,11 +52,7 @@ def main():
         rows.append({"model": name, "layer": layer, "channels": int(c.shape[0]), "n": args.n,
                      "seconds": seconds, "images_per_s": args.n / seconds, "keys_per_s": args.n * h * w / seconds})
         print(json.dumps(rows[-1]), flush=True)
-    result = {"date": date.today().isoformat(), "machine": platform.machine(), "cpus": os.cpu_count(),
-              "device": str(jax.devices()[0]), "jax": jax.__version__, "command": "python " + " ".join(sys.argv),
-              "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    record.save(args.out, {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ loss rises).
 
 import argparse
 import json
-import os
-import platform
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +22,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import record  # noqa: E402
 from jaxrewrite import faces, modelfile, zoo  # noqa: E402
 from jaxrewrite.worlds import metrics  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 LABELS = ROOT / "benchmarks" / "faces_labels.json"
-
-
-def _save(name, data, command):
-    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-            "command": command}
-    (RESULTS / name).write_text(json.dumps({**meta, **data}, indent=1) + "\n")
 
 
 def labelled(model, attribute):
@@ -69,7 +61,7 @@ def detector(args, model):
     model_fit["threshold"] = threshold
     data = {"n": int(len(labels)), "positives": int(labels.sum()), "cv_auc": aucs,
             "cv_true_positive_rate_at_10pct_fp": tpr_cv, "fit": model_fit}
-    _save("faces_detector.json", data, "python benchmarks/faces.py detector")
+    record.save(RESULTS / "faces_detector.json", data)
     print(f"{len(labels)} labelled samples ({labels.sum()} with glasses): 5-fold AUC {np.mean(aucs):.3f} "
           f"(+- {np.std(aucs):.3f} over {args.repeats} splits); at 10% false positives {tpr_cv:.0%} of glasses found")
     print("GLASSES = " + json.dumps({k: (np.round(v, 6).tolist() if isinstance(v, list) else round(v, 6))
@@ -135,8 +127,8 @@ def measure(args, model):
     images.save(str(RESULTS / "faces_glasses.png"), np.concatenate(grids), cols=12)
     data = {"n": args.n, "seed": args.seed, "detected_before": float(base), "prevalence_before": faces.prevalence(base),
             "finetune_niter": args.finetune_niter, "finetune_lr": args.finetune_lr, "rows": rows}
-    _save("faces_glasses.json", data, f"python benchmarks/faces.py measure --n {args.n}")
-    print(f"| method | glasses (detector rate) | estimated prevalence | mean change in eye band | outside | s |")
+    record.save(RESULTS / "faces_glasses.json", data)
+    print("| method | glasses (detector rate) | estimated prevalence | mean change in eye band | outside | s |")
     print("|---|---|---|---|---|---|")
     print(f"| before | {base:.1%} | {faces.prevalence(base):.0%} | – | – | – |")
     for name, r in rows.items():

@@ -10,11 +10,7 @@ as markdown for the README.
 """
 
 import argparse
-import json
-import os
-import platform
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import record  # noqa: E402
 from jaxrewrite import images, modelfile, zoo  # noqa: E402
 from jaxrewrite.worlds import edits, metrics, protocol, towns  # noqa: E402
 
@@ -32,12 +29,6 @@ RULES = {  # shipped edit: (source classes, target classes or None for erase)
     "dome2spire": (["dome"], ["spire"]),
     "erase_windows": (["window"], ["wall"]),
 }
-
-
-def _save(name, data, command):
-    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-            "command": command}
-    (RESULTS / name).write_text(json.dumps({**meta, **data}, indent=1) + "\n")
 
 
 def _shape_ratio(labels, cls):
@@ -60,7 +51,7 @@ def quality(args, model):
     data = {"step": model.config["training"]["step"], "real": dict(zip(towns.CLASSES, hr.tolist())),
             "generated": dict(zip(towns.CLASSES, hf.tolist())), "relative_error": rel, "off_palette": off,
             "height_over_width": shape}
-    _save("towns64_quality.json", data, "python benchmarks/towns.py quality")
+    record.save(RESULTS / "towns64_quality.json", data)
     print("| class | real | generated | relative difference |\n|---|---|---|---|")
     for c in towns.CLASSES:
         print(f"| {c} | {data['real'][c]:.4f} | {data['generated'][c]:.4f} | {rel[c]:.1%} |")
@@ -79,7 +70,7 @@ def layers(args, model):
         path.unlink()
         r = rows[layer]
         print(f"{layer}: effect {r['effect']:.1%} changed {r['images_changed']:.1%} collateral {r['collateral']:.4f}")
-    _save("towns64_layers.json", {"n": args.n, "rows": rows}, "python benchmarks/towns.py layers")
+    record.save(RESULTS / "towns64_layers.json", {"n": args.n, "rows": rows})
 
 
 def write_edits(args, model):
@@ -101,8 +92,7 @@ def evaluate(args, model):
                                  cache_dir=args.cache, finetune_niter=args.finetune_niter)
         tables[name] = rows
         print(f"\n### {name}\n\n{protocol.table(rows)}")
-    _save("towns64_eval.json", {"n": args.n, "finetune_niter": args.finetune_niter, "edits": tables},
-          f"python benchmarks/towns.py eval --n {args.n} --finetune-niter {args.finetune_niter}")
+    record.save(RESULTS / "towns64_eval.json", {"n": args.n, "finetune_niter": args.finetune_niter, "edits": tables})
 
 
 def main():
@@ -115,7 +105,7 @@ def main():
     ap.add_argument("--layer", default="layer5")
     ap.add_argument("--layers", nargs="+", default=["layer3", "layer4", "layer5", "layer6", "layer7", "layer8"])
     ap.add_argument("--finetune-niter", type=int, default=2001)
-    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/jaxrewrite"))
+    ap.add_argument("--cache", default=zoo.cache_dir())
     args = ap.parse_args()
     model = modelfile.load(zoo.resolve(args.model))
     {"quality": quality, "layers": layers, "edits": write_edits, "eval": evaluate}[args.what](args, model)

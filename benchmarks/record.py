@@ -1,0 +1,22 @@
+"""Every benchmark result file says when, where and by which command it was made."""
+
+import json
+import os
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+
+def save(path, data, **extra):
+    """Write `data` as JSON with the date, machine, versions and the command line."""
+    import jax
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    meta = {"date": date.today().isoformat(), "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(),
+            "device": str(jax.devices()[0]), "jax": jax.__version__, **extra,
+            "command": "python " + " ".join(sys.argv)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**meta, **data}, indent=1) + "\n")
