@@ -42,30 +42,32 @@ def labelled(model, attribute):
 
 
 def detector(args, model):
-    images, labels = labelled(model, "glasses")
-    feats = faces.features(images)
-    rng = np.random.default_rng(0)
-    aucs, cv_scores = [], np.zeros((args.repeats, len(labels)))
-    for r in range(args.repeats):
-        folds = rng.permutation(len(labels)) % 5
-        for f in range(5):
-            train = folds != f
-            cv_scores[r, ~train] = faces.score(feats[~train], faces.fit(feats[train], labels[train]))
-        aucs.append(faces.auc(cv_scores[r], labels))
-    neg = np.sort(cv_scores[:, ~labels].ravel())
-    threshold_cv = neg[int(0.9 * len(neg))]  # 10% false positives out of fold
-    model_fit = faces.fit(feats, labels)
-    full = faces.score(feats, model_fit)
-    threshold = float(np.quantile(full[~labels], 0.9))
-    tpr_cv = float(np.mean(cv_scores[:, labels] > threshold_cv))
-    model_fit["threshold"] = threshold
-    data = {"n": int(len(labels)), "positives": int(labels.sum()), "cv_auc": aucs,
-            "cv_true_positive_rate_at_10pct_fp": tpr_cv, "fit": model_fit}
-    record.save(RESULTS / "faces_detector.json", data)
-    print(f"{len(labels)} labelled samples ({labels.sum()} with glasses): 5-fold AUC {np.mean(aucs):.3f} "
-          f"(+- {np.std(aucs):.3f} over {args.repeats} splits); at 10% false positives {tpr_cv:.0%} of glasses found")
-    print("GLASSES = " + json.dumps({k: (np.round(v, 6).tolist() if isinstance(v, list) else round(v, 6))
-                                     for k, v in model_fit.items()}))
+    """Fit every attribute's detector, cross-validate it, write the shipped fits."""
+    from jaxrewrite.atomic import atomic_write
+
+    fits, report = {}, {}
+    for attribute, feature_fn in faces.FEATURES.items():
+        images, labels = labelled(model, attribute)
+        feats = feature_fn(images)
+        rng = np.random.default_rng(0)
+        aucs, oof = [], np.zeros((args.repeats, len(labels)))
+        for r in range(args.repeats):
+            folds = rng.permutation(len(labels)) % 5
+            for f in range(5):
+                train = folds != f
+                oof[r, ~train] = faces.score(feats[~train], faces.fit(feats[train], labels[train]))
+            aucs.append(faces.auc(oof[r], labels))
+        cut = np.quantile(oof[:, ~labels], 0.9)  # 10% false positives out of fold
+        fit = faces.fit(feats, labels)
+        fit["threshold"] = float(np.quantile(faces.score(feats, fit)[~labels], 0.9))
+        fit.update(tpr=float(np.mean(oof[:, labels] > cut)), fpr=0.1, cv_auc=float(np.mean(aucs)))
+        fits[attribute] = fit
+        report[attribute] = {"n": int(len(labels)), "positives": int(labels.sum()), "cv_auc": aucs, "tpr": fit["tpr"]}
+        print(f"{attribute}: {len(labels)} labelled samples ({labels.sum()} positive), 5-fold AUC {np.mean(aucs):.3f} "
+              f"(+- {np.std(aucs):.3f} over {args.repeats} splits); at 10% false positives {fit['tpr']:.0%} found")
+    text = json.dumps(fits, indent=1) + "\n"
+    atomic_write(ROOT / "jaxrewrite" / "assets" / "faces_detectors.json", lambda f: f.write(text), mode="w")
+    record.save(RESULTS / "faces_detector.json", report)
 
 
 EDITS = ROOT / "jaxrewrite" / "assets" / "edits" / "dcgan-faces"
@@ -106,7 +108,7 @@ def measure(args, model):
     rw = Rewriter(model, rule["layer"], cache_dir=args.cache)
     goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
     rows, grids = {}, [before[:12]]
-    base = faces.wears_glasses(before).mean()
+    base = faces.detect(before, 'glasses').mean()
     for name in ("projected", "lambda", "closed", "finetune"):
         start = time.time()
         if name == "finetune":
@@ -118,19 +120,19 @@ def measure(args, model):
         seconds = time.time() - start
         after = metrics.render(gen, params, args.n, args.seed)
         change = np.abs(after - before).mean(-1) / 2
-        rate = faces.wears_glasses(after).mean()
+        rate = faces.detect(after, 'glasses').mean()
         rows[name] = {"seconds": round(seconds, 1), "loss": float(losses[-1]), "detected": float(rate),
-                      "prevalence": faces.prevalence(rate), "change_inside": float(change[:, inside].mean()),
+                      "prevalence": faces.prevalence(rate, "glasses"), "change_inside": float(change[:, inside].mean()),
                       "change_outside": float(change[:, ~inside].mean())}
         grids.append(after[:12])
         print(name, rows[name], flush=True)
     images.save(str(RESULTS / "faces_glasses.png"), np.concatenate(grids), cols=12)
-    data = {"n": args.n, "seed": args.seed, "detected_before": float(base), "prevalence_before": faces.prevalence(base),
+    data = {"n": args.n, "seed": args.seed, "detected_before": float(base), "prevalence_before": faces.prevalence(base, "glasses"),
             "finetune_niter": args.finetune_niter, "finetune_lr": args.finetune_lr, "rows": rows}
     record.save(RESULTS / "faces_glasses.json", data)
     print("| method | glasses (detector rate) | estimated prevalence | mean change in eye band | outside | s |")
     print("|---|---|---|---|---|---|")
-    print(f"| before | {base:.1%} | {faces.prevalence(base):.0%} | – | – | – |")
+    print(f"| before | {base:.1%} | {faces.prevalence(base, 'glasses'):.0%} | – | – | – |")
     for name, r in rows.items():
         print(f"| {name} | {r['detected']:.1%} | {r['prevalence']:.0%} | {r['change_inside']:.4f} | "
               f"{r['change_outside']:.4f} | {r['seconds']:.1f} |")

@@ -215,13 +215,13 @@ def _demo_faces(args):
     gen = model.generator()
     before = metrics.render(gen, model.params, args.n, args.seed)
     after = metrics.render(gen, edited.params, args.n, args.seed)
-    rate0, rate1 = faces.wears_glasses(before).mean(), faces.wears_glasses(after).mean()
+    rate0, rate1 = faces.detect(before, "glasses").mean(), faces.detect(after, "glasses").mean()
     change = np.abs(after - before).mean(-1) / 2
     band = np.zeros(change.shape[1:], bool)
     band[faces.BAND[0]:faces.BAND[1], faces.BAND[2]:faces.BAND[3]] = True
     images.save(args.out, np.concatenate([before[:8], after[:8]]), cols=8)
     print(f"{args.n} unseen faces (seed {args.seed}): glasses detected on {rate0:.1%} -> {rate1:.1%} "
-          f"(estimated true share {faces.prevalence(rate0):.0%} -> {faces.prevalence(rate1):.0%}); "
+          f"(estimated true share {faces.prevalence(rate0, 'glasses'):.0%} -> {faces.prevalence(rate1, 'glasses'):.0%}); "
           f"mean |dRGB| {change[:, band].mean():.4f} in the eye band, {change[:, ~band].mean():.4f} elsewhere")
     print(f"before/after grid -> {args.out}")
 

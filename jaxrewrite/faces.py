@@ -1,33 +1,32 @@
-"""Measuring edits of the DCGAN faces (`jaxrewrite zoo fetch dcgan-faces`): does a face wear glasses?
+"""Measuring edits of the DCGAN faces (`jaxrewrite zoo fetch dcgan-faces`): glasses, headwear.
 
-The samples are roughly aligned: the mean of 2000 samples has sharp eyes at rows 24-31,
-columns 20-28 and 36-44. Frames show as thin lines around and between the eyes, so the
-detector reads six statistics of the eye band (rows 20-36, columns 14-50) of the image
-itself, never the generator's features (an edit changes those directly):
+Detectors read the image itself, never the generator's features (an edit changes those
+directly). The samples are roughly aligned: the mean of 2000 samples has sharp eyes at rows
+24-31, columns 20-28 and 36-44.
 
-1. density of thin dark horizontal lines (darker by 5% than the pixels above and below),
-2. the same on the nose bridge, best of vertical shifts of +-4 rows (faces tilt),
-3. density of thin dark vertical lines at the temples, best shift,
-4. vertical-gradient energy of the band, 5. of the bridge (best shift),
-6. vertical-gradient energy of the cheeks: the face's own texture, for reference,
+* glasses: frames show as thin lines around and between the eyes, so six statistics of the
+  eye band (rows 20-36, columns 14-50): (1) density of thin dark horizontal lines (darker
+  by 5% than the pixels above and below), (2) the same on the nose bridge, best of vertical
+  shifts of +-4 rows (faces tilt), (3) thin dark vertical lines at the temples, best shift,
+  (4) vertical-gradient energy of the band and (5) of the bridge (best shift), (6) the
+  cheeks' vertical-gradient energy: the face's own texture, for reference.
+* headwear: a hat changes the colour and the edges of the top of the image, so the means of
+  colour and vertical-gradient energy over 8x8 blocks of the top half (32 blocks x 4).
 
-combined by a logistic regression fitted on hand-labelled samples
-(`benchmarks/faces_labels.json`: 300 samples, 39 with glasses; refit and cross-validate with
-`python benchmarks/faces.py detector`). The coefficients below are that fit.
+Each is a logistic regression fitted on hand-labelled samples (`benchmarks/faces_labels.json`)
+by `python benchmarks/faces.py detector`, which cross-validates it and writes the fit to
+`jaxrewrite/assets/faces_detectors.json` with its threshold (10% false positives) and its
+out-of-fold true- and false-positive rates.
 """
+
+import functools
+import json
+from importlib import resources
 
 import numpy as np
 
 BAND = (20, 36, 14, 50)
 SHIFTS = range(-4, 5)
-# Standardisation, logistic weights and threshold (10% false positives on the labelled
-# samples) from `python benchmarks/faces.py detector`: 5-fold cross-validated AUC 0.876;
-# out of fold, 56% of the faces with glasses score above the threshold (TPR) and 10% of
-# those without (FPR).
-GLASSES = {"mean": [0.06213, 0.065257, 0.119868, 0.03463, 0.034796, 0.033059],
-           "std": [0.019558, 0.058921, 0.088303, 0.013014, 0.022868, 0.013663],
-           "w": [0.90832, 0.327899, 0.247504, 0.471181, 0.622715, -0.445661], "b": -2.54598,
-           "threshold": -0.91005, "tpr": 0.56, "fpr": 0.10}
 
 
 def _luminance(images):
@@ -48,8 +47,8 @@ def _best_shift(fn):
     return np.max(np.stack([fn(s) for s in SHIFTS]), 0)
 
 
-def features(images):
-    """[n, 6] detector statistics of NHWC images in [-1, 1] (64x64)."""
+def glasses_features(images):
+    """[n, 6] statistics of the eye band of NHWC images in [-1, 1] (64x64)."""
     lum = _luminance(images)
     horiz, vert = _thin_dark_lines(lum, 1), _thin_dark_lines(lum, 2)
     grad = np.abs(np.diff(lum, axis=1))
@@ -62,6 +61,18 @@ def features(images):
         _best_shift(lambda s: _mean(grad, (23, 29), (29, 35), s)),
         _mean(grad, (40, 48), (20, 44)),
     ], 1)
+
+
+def headwear_features(images):
+    """[n, 128] colour and vertical-gradient means over 8x8 blocks of the top half."""
+    rgb = (np.asarray(images, np.float32)[:, :32] + 1) / 2
+    grad = np.abs(np.diff(rgb.mean(-1), axis=1, append=rgb[:, -1:].mean(-1)))[..., None]
+    x = np.concatenate([rgb, grad], -1)
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 8, 8, w // 8, 8, c).mean((2, 4)).reshape(n, -1)
+
+
+FEATURES = {"glasses": glasses_features, "headwear": headwear_features}
 
 
 def fit(feats, labels, l2=0.01, steps=2000, lr=0.1):
@@ -87,12 +98,20 @@ def auc(scores, labels):
     return float(np.mean(pos[:, None] > neg[None]) + 0.5 * np.mean(pos[:, None] == neg[None]))
 
 
-def wears_glasses(images, model=GLASSES):
-    """Boolean per image, at the fitted threshold."""
-    return score(features(images), model) > model["threshold"]
+@functools.lru_cache(maxsize=None)
+def detectors():
+    """The shipped fits: {attribute: {mean, std, w, b, threshold, tpr, fpr, cv_auc}}."""
+    return json.loads((resources.files("jaxrewrite") / "assets" / "faces_detectors.json").read_text())
 
 
-def prevalence(detected_rate, model=GLASSES):
-    """The fraction of faces that truly wear glasses, from the detector's rate (Rogan-Gladen:
+def detect(images, attribute):
+    """Boolean per image: does it show `attribute` ('glasses', 'headwear')?"""
+    model = detectors()[attribute]
+    return score(FEATURES[attribute](images), model) > model["threshold"]
+
+
+def prevalence(detected_rate, attribute):
+    """The share of faces that truly show `attribute`, from the detector's rate (Rogan-Gladen:
     rate = tpr * p + fpr * (1 - p)), clipped to [0, 1]."""
+    model = detectors()[attribute]
     return float(np.clip((detected_rate - model["fpr"]) / (model["tpr"] - model["fpr"]), 0, 1))
