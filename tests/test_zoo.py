@@ -6,7 +6,6 @@ skips, saying so, only when the wheel cannot be downloaded (offline)."""
 import zipfile
 
 import numpy as np
-import pytest
 from conftest import nchw, rel_err
 
 import numpy_reference
