@@ -101,20 +101,35 @@ def test_cache_is_used_and_corruption_recomputed(proggan_rw, tmp_path):
 
 SHARDED = """
 import numpy as np, jax, factories, checkpoints_convert as cc
-from jaxrewrite.rewrite import stats
+from test_batch_stats import EDITS, edit_batch
+from jaxrewrite.rewrite import batch, stats
+from jaxrewrite.rewrite.rewriter import Rewriter
 assert jax.local_device_count() == 4
 model = cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
 gen = model.generator()
 c = stats.second_moment(gen, model.params, "layer5.conv", n=13, seed=3, batch_size=6)
-np.save(%r, c)
+w, losses = batch.insert_many(*edit_batch(Rewriter(model, "layer5", stats_samples=20)), niter=15)
+np.savez(%r, c=c, w=w, losses=losses)
 """
+EDITS = [((2, 2, 7, 8), (6, 6, 12, 12)), ((3, 3, 6, 6), (1, 2, 5, 7)), ((1, 1, 9, 9), (4, 4, 10, 12))]
 
 
-def test_statistics_sharded_over_four_host_devices(proggan_rw, tmp_path):
-    out = tmp_path / "c.npy"
+def edit_batch(rw):
+    """Three edits (the device count does not divide them): rw, goals, contexts, lrs."""
+    edits = [_edit(*boxes) for boxes in EDITS]
+    return rw, [rw.copy_paste_goal(e)[:2] for e in edits], [rw.key(e.key, 1) for e in edits], [0.05, 0.02, 0.1]
+
+
+def test_statistics_and_edits_sharded_over_four_host_devices(proggan_rw, tmp_path):
+    out = tmp_path / "sharded.npz"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])}
     proc = subprocess.run([sys.executable, "-c", SHARDED % str(out)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    sharded = np.load(out)
     single = stats.second_moment(proggan_rw.gen, proggan_rw.model.params, "layer5.conv", n=13, seed=3, batch_size=6)
-    np.testing.assert_allclose(np.load(out), single, rtol=1e-5, atol=1e-7 * np.abs(single).max())
+    np.testing.assert_allclose(sharded["c"], single, rtol=1e-5, atol=1e-7 * np.abs(single).max())
+    w, losses = batch.insert_many(*edit_batch(proggan_rw), niter=15)
+    assert sharded["w"].shape == w.shape and sharded["losses"].shape == losses.shape == (3, 15)
+    np.testing.assert_allclose(sharded["losses"], losses, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(sharded["w"], w, atol=1e-4 * np.abs(w).max())

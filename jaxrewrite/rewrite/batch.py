@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import sharding
 from ..tree import get
 from . import update
 
@@ -38,10 +39,13 @@ def stack_goals(goals):
 
 
 def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projected"):
-    """(weights [E, ...], losses [E, niter]) of E edits of `rw`'s layer in one compiled program.
+    """(weights [E, ...], losses [E, niter]) of E edits of `rw`'s layer in one compiled program,
+    the edits split over all local devices (padded to a multiple of their count).
 
     contexts: [E, r, C_in] key directions (same rank); lrs: [E] learning rates."""
     goal_in, goal_out, mask = stack_goals(goals)
+    n = len(goals)
+    padded = sharding.round_up(n)
     params = rw.model.params
     w0 = jnp.asarray(get(params, rw.weight_path))
 
@@ -53,8 +57,10 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
         return w, losses
 
     run = jax.jit(jax.vmap(one))
-    w, losses = run(goal_in, goal_out, mask, jnp.asarray(contexts, jnp.float32), jnp.asarray(lrs, jnp.float32))
-    return np.asarray(w), np.asarray(losses)
+    batched = [goal_in, goal_out, mask, np.asarray(contexts, np.float32), np.asarray(lrs, np.float32)]
+    batched = jax.tree.map(lambda x: sharding.split(sharding.pad(x, padded))[0], batched)
+    w, losses = run(*batched)
+    return np.asarray(w)[:n], np.asarray(losses)[:n]
 
 
 def sweep(model, edit, layers, ranks, lrs, *, niter=2001, piter=10, key_method="zca", **rewriter_options):

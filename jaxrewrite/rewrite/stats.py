@@ -8,14 +8,13 @@ cached on disk, keyed by everything that changes them.
 
 import hashlib
 import json
-import math
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .. import sharding
 from ..atomic import atomic_write
 from ..progress import progress
 from ..zdataset import z_dataset
@@ -38,9 +37,7 @@ def key_sums_fn(gen, first):
 
 def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=False):
     """C [c, c] float64 over image numbers 0..n-1 of `seed` (official default: n=1000)."""
-    devices = jax.local_devices()
-    batch_size = math.ceil(batch_size / len(devices)) * len(devices)
-    sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+    batch_size = sharding.round_up(batch_size)
     fn = key_sums_fn(gen, first)
     zs = z_dataset(n, gen.z_dim, seed)
     total, count = None, 0.0
@@ -49,8 +46,7 @@ def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=Fa
         numbers = np.arange(start, start + batch_size)
         valid = numbers < n
         z = np.where(valid[:, None], zs[np.minimum(numbers, n - 1)], 0).astype(np.float32)
-        args = [jax.device_put(a, sharding) for a in (z, numbers.astype(np.int32), valid.astype(np.float32))]
-        s, c = fn(params, *args)
+        s, c = fn(params, *sharding.split(z, numbers.astype(np.int32), valid.astype(np.float32)))
         s = np.asarray(s, np.float64)
         total = s if total is None else total + s
         count += float(c)

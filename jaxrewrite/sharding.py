@@ -1,0 +1,40 @@
+"""Data parallelism over every local device: one rule, the leading axis is split.
+
+Statistics split their image batch, batched edits their edit axis; parameters and
+everything else stay replicated. Under `jit`, XLA's SPMD partitioner turns the sharded
+inputs into one program per device. On several hosts, call `jax.distributed.initialize()`
+first: each host then feeds its own local devices (`jax.local_devices()`), and statistics
+computed per host can be summed.
+"""
+
+import math
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def devices():
+    return jax.local_devices()
+
+
+def leading_axis():
+    """Sharding that splits axis 0 over all local devices."""
+    return NamedSharding(Mesh(np.array(devices()), ("data",)), PartitionSpec("data"))
+
+
+def round_up(n):
+    """The smallest multiple of the device count >= n."""
+    return math.ceil(n / len(devices())) * len(devices())
+
+
+def split(*arrays):
+    """Put arrays on the devices, split along axis 0 (its length must be a multiple of the count)."""
+    sharding = leading_axis()
+    return [jax.device_put(a, sharding) for a in arrays]
+
+
+def pad(x, n):
+    """x with axis 0 padded to n by repeating its last row (valid inputs, discarded after)."""
+    x = np.asarray(x)
+    return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)]) if n > len(x) else x
