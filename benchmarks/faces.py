@@ -2,7 +2,7 @@
 
     python benchmarks/faces.py detector   # fit + cross-validate on benchmarks/faces_labels.json
     python benchmarks/faces.py edits      # write jaxrewrite/assets/edits/dcgan-faces/*.json
-    python benchmarks/faces.py measure    # every method on the glasses edit, 500 unseen samples
+    python benchmarks/faces.py measure    # every method on every edit, 500 unseen samples
 
 The edits live in the eye band (rows 20-36, columns 12-52 of the 64x64 image), where the
 mean face has its eyes; `layer3` (8x8x256 keys -> 16x16x128 values) was chosen by
@@ -76,65 +76,88 @@ BAND[20:36, 12:52] = 1
 LR = 0.001
 
 
-def write_edits(args, model):
-    from jaxrewrite.atomic import atomic_write
-    from jaxrewrite.rewrite.editfile import Edit, encode_mask, to_json
+def edit_specs():
+    """name -> (Edit, rule): glasses on (copy thick frames onto bare eyes, context: bare eyes)
+    and off (copy bare eyes onto frames, context: faces with glasses)."""
+    from jaxrewrite.rewrite.editfile import Edit, encode_mask
 
     spec = json.loads(LABELS.read_text())["glasses"]
     plain = [i for i in range(300) if i not in spec["yes"] + spec["unsure"]][:20]
     band = encode_mask(BAND)
-    glasses = Edit(object=(68, band), paste=(plain[0], band), key=tuple((n, band) for n in plain))
-    rule = {"layer": "layer3", "kind": "edit", "lr": LR, "attribute": "glasses", "effect": "add"}
+    rule = {"layer": "layer3", "kind": "edit", "lr": LR, "attribute": "glasses"}
+    return {
+        "glasses": (Edit(object=(68, band), paste=(plain[0], band), key=tuple((n, band) for n in plain)),
+                    {**rule, "effect": "add"}),
+        "no_glasses": (Edit(object=(9, band), paste=(69, band), key=tuple((n, band) for n in spec["yes"][:20])),
+                       {**rule, "effect": "remove"}),
+    }
+
+
+def write_edits(args, model):
+    from jaxrewrite.atomic import atomic_write
+    from jaxrewrite.rewrite.editfile import to_json
+
     EDITS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({**to_json(glasses), "jaxrewrite": rule}, indent=1) + "\n"
-    atomic_write(EDITS / "glasses.json", lambda f: f.write(text), mode="w")
-    print(f"glasses: object 68 (thick dark frames), paste {plain[0]}, context {plain} (no glasses)")
+    for name, (edit, rule) in edit_specs().items():
+        text = json.dumps({**to_json(edit), "jaxrewrite": rule}, indent=1) + "\n"
+        atomic_write(EDITS / f"{name}.json", lambda f: f.write(text), mode="w")
+        print(f"{name}: object {edit.object[0]}, paste {edit.paste[0]}, context {[k[0] for k in edit.key]}")
 
 
 def measure(args, model):
+    for name in args.edits:
+        measure_one(args, model, name)
+
+
+def measure_one(args, model, name):
+    import time
+
     from jaxrewrite import images
     from jaxrewrite.rewrite.editfile import read_edit
     from jaxrewrite.rewrite.finetune import finetune, rgb_goal
     from jaxrewrite.rewrite.rewriter import Rewriter
 
-    import time
-
-    path = EDITS / "glasses.json"
+    path = EDITS / f"{name}.json"
     rule = json.loads(path.read_text())["jaxrewrite"]
+    attribute = rule["attribute"]
     edit = read_edit(path)
     gen = model.generator()
     before = metrics.render(gen, model.params, args.n, args.seed)
+    detected = faces.detect(before, attribute)
+    shown = np.arange(12) if rule["effect"] == "add" else np.nonzero(detected)[0][:12]
     inside = BAND.astype(bool)
     rw = Rewriter(model, rule["layer"], cache_dir=args.cache)
     goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
-    rows, grids = {}, [before[:12]]
-    base = faces.detect(before, 'glasses').mean()
-    for name in ("projected", "lambda", "closed", "finetune"):
+    rows, grids = {}, [before[shown]]
+    base = detected.mean()
+    for method in ("projected", "lambda", "closed", "finetune"):
         start = time.time()
-        if name == "finetune":
+        if method == "finetune":
             z, target, box = rgb_goal(gen, model.params, edit)
             params, losses = finetune(gen, model.params, z, target, box, args.finetune_niter, args.finetune_lr)
         else:
             d = rw.key(edit.key, 1)
-            params, losses, _ = rw.insert(goal_in, goal_out, d, name, 2001, 10, rule["lr"])
+            params, losses, _ = rw.insert(goal_in, goal_out, d, method, 2001, 10, rule["lr"])
         seconds = time.time() - start
         after = metrics.render(gen, params, args.n, args.seed)
         change = np.abs(after - before).mean(-1) / 2
-        rate = faces.detect(after, 'glasses').mean()
-        rows[name] = {"seconds": round(seconds, 1), "loss": float(losses[-1]), "detected": float(rate),
-                      "prevalence": faces.prevalence(rate, "glasses"), "change_inside": float(change[:, inside].mean()),
-                      "change_outside": float(change[:, ~inside].mean())}
-        grids.append(after[:12])
-        print(name, rows[name], flush=True)
-    images.save(str(RESULTS / "faces_glasses.png"), np.concatenate(grids), cols=12)
-    data = {"n": args.n, "seed": args.seed, "detected_before": float(base), "prevalence_before": faces.prevalence(base, "glasses"),
-            "finetune_niter": args.finetune_niter, "finetune_lr": args.finetune_lr, "rows": rows}
-    record.save(RESULTS / "faces_glasses.json", data)
-    print("| method | glasses (detector rate) | estimated prevalence | mean change in eye band | outside | s |")
+        rate = faces.detect(after, attribute).mean()
+        rows[method] = {"seconds": round(seconds, 1), "loss": float(losses[-1]), "detected": float(rate),
+                        "prevalence": faces.prevalence(rate, attribute),
+                        "change_inside": float(change[:, inside].mean()),
+                        "change_outside": float(change[:, ~inside].mean())}
+        grids.append(after[shown])
+        print(name, method, rows[method], flush=True)
+    images.save(str(RESULTS / f"faces_{name}.png"), np.concatenate(grids), cols=len(shown))
+    data = {"edit": name, "n": args.n, "seed": args.seed, "detected_before": float(base),
+            "prevalence_before": faces.prevalence(base, attribute), "finetune_niter": args.finetune_niter,
+            "finetune_lr": args.finetune_lr, "rows": rows}
+    record.save(RESULTS / f"faces_{name}.json", data)
+    print(f"\n{name}\n\n| method | {attribute} detected | estimated share | mean change in the eye band | outside | s |")
     print("|---|---|---|---|---|---|")
-    print(f"| before | {base:.1%} | {faces.prevalence(base, 'glasses'):.0%} | – | – | – |")
-    for name, r in rows.items():
-        print(f"| {name} | {r['detected']:.1%} | {r['prevalence']:.0%} | {r['change_inside']:.4f} | "
+    print(f"| before | {base:.1%} | {faces.prevalence(base, attribute):.0%} | – | – | – |")
+    for method, r in rows.items():
+        print(f"| {method} | {r['detected']:.1%} | {r['prevalence']:.0%} | {r['change_inside']:.4f} | "
               f"{r['change_outside']:.4f} | {r['seconds']:.1f} |")
 
 
@@ -143,6 +166,7 @@ def main():
     ap.add_argument("what", choices=["detector", "edits", "measure"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--edits", nargs="+", default=["glasses", "no_glasses"])
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--finetune-niter", type=int, default=2001)
     ap.add_argument("--finetune-lr", type=float, default=2e-4, help="0.01 x the weight scale ratio (0.02)")

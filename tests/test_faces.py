@@ -69,3 +69,15 @@ def test_faces_demo(faces_wheel, tmp_path, monkeypatch, capsys):
     assert after > before + 30, printed
     with Image.open(out) as im:
         assert im.size == (8 * 64, 2 * 64)
+
+
+def test_no_glasses_edit_lowers_the_detected_rate(faces_model, tmp_path):
+    path = zoo.shipped_edit("dcgan-faces", "no_glasses")
+    rule = json.loads(Path(path).read_text())["jaxrewrite"]
+    assert rule["effect"] == "remove"
+    edited, _ = apply_edit(faces_model, rule["layer"], read_edit(path), method="closed", stats_samples=1000,
+                           cache_dir=str(tmp_path))
+    gen = faces_model.generator()
+    before = faces.detect(metrics.render(gen, faces_model.params, 200, 2), "glasses").mean()
+    after = faces.detect(metrics.render(gen, edited.params, 200, 2), "glasses").mean()
+    assert after < 0.6 * before
