@@ -71,8 +71,7 @@ def detector(args, model):
 
 
 EDITS = ROOT / "jaxrewrite" / "assets" / "edits" / "dcgan-faces"
-BAND = np.zeros((64, 64))
-BAND[20:36, 12:52] = 1
+BAND = faces.region(faces.EDIT_REGION)
 LR = 0.001
 
 
@@ -125,7 +124,7 @@ def measure_one(args, model, name):
     before = metrics.render(gen, model.params, args.n, args.seed)
     detected = faces.detect(before, attribute)
     shown = np.arange(12) if rule["effect"] == "add" else np.nonzero(detected)[0][:12]
-    inside = BAND.astype(bool)
+    inside = BAND
     rw = Rewriter(model, rule["layer"], cache_dir=args.cache)
     goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
     rows, grids = {}, [before[shown]]

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from jaxrewrite.worlds import VARIANTS
 from jaxrewrite.zoo import cache_dir
 
 
@@ -167,13 +168,17 @@ def cmd_eval(args):
 
 
 def cmd_demo(args):
+    from jaxrewrite import images
+
+    images.check_path(args.out)
+    (_demo_faces if args.which == "faces" else _demo_towns)(args)
+
+
+def _demo_towns(args):
     """The main job on the shipped towns64 model: spire -> tree, before/after grid, metrics."""
     from jaxrewrite import images, zoo
     from jaxrewrite.worlds import edits, metrics, protocol, towns
 
-    images.check_path(args.out)
-    if args.which == "faces":
-        return _demo_faces(args)
     model = _load("towns64")
     edit = zoo.shipped_edit("towns64", "spire2tree")
     print(f"towns64: rewriting layer {edits.rule(edit)['layer']} so that spires become trees")
@@ -193,7 +198,6 @@ def cmd_demo(args):
 
 def _demo_faces(args):
     """Glasses on every face of the third-party DCGAN (fetched on first use)."""
-    import os
     import time
 
     from jaxrewrite import faces, images, zoo
@@ -217,8 +221,7 @@ def _demo_faces(args):
     after = metrics.render(gen, edited.params, args.n, args.seed)
     rate0, rate1 = faces.detect(before, "glasses").mean(), faces.detect(after, "glasses").mean()
     change = np.abs(after - before).mean(-1) / 2
-    band = np.zeros(change.shape[1:], bool)
-    band[faces.BAND[0]:faces.BAND[1], faces.BAND[2]:faces.BAND[3]] = True
+    band = faces.region(faces.EDIT_REGION)
     images.save(args.out, np.concatenate([before[:8], after[:8]]), cols=8)
     print(f"{args.n} unseen faces (seed {args.seed}): glasses detected on {rate0:.1%} -> {rate1:.1%} "
           f"(estimated true share {faces.prevalence(rate0, 'glasses'):.0%} -> {faces.prevalence(rate1, 'glasses'):.0%}); "
@@ -272,9 +275,6 @@ def _noise_options(p):
                         "(image n gets noise row n %% B; 1 = one image per call, as the rewriter)")
     p.add_argument("--noise-seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=1.0, help="StyleGAN2 truncation towards latent_avg")
-
-
-VARIANTS = ("ours", "lambda", "closed", "full-rank", "single-key", "finetune")
 
 
 def parser():

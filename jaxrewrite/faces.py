@@ -25,8 +25,16 @@ from importlib import resources
 
 import numpy as np
 
-BAND = (20, 36, 14, 50)
+BAND = (20, 36, 14, 50)  # rows, columns the glasses statistics read
+EDIT_REGION = (20, 36, 12, 52)  # the eye band the shipped edits copy and paste
 SHIFTS = range(-4, 5)
+
+
+def region(box, size=64):
+    """Boolean [size, size] mask of a (top, bottom, left, right) box."""
+    mask = np.zeros((size, size), bool)
+    mask[box[0]:box[1], box[2]:box[3]] = True
+    return mask
 
 
 def _luminance(images):

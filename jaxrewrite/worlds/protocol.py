@@ -9,17 +9,8 @@ from ..modelfile import Model
 from ..rewrite.editfile import read_edit
 from ..rewrite.finetune import finetune, rgb_goal
 from ..rewrite.rewriter import Rewriter
-from . import edits, metrics
+from . import VARIANTS, edits, metrics
 
-VARIANTS = {
-    # name: (update method, rank, single context key)
-    "ours": ("projected", 1, False),
-    "lambda": ("lambda", 1, False),
-    "closed": ("closed", 1, False),
-    "full-rank": ("projected", "full", False),
-    "single-key": ("projected", 1, True),
-    "finetune": ("finetune", None, False),
-}
 
 
 def apply(model, edit_path, variant="ours", layer=None, niter=2001, lr=0.05, finetune_niter=2001,
