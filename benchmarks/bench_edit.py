@@ -80,6 +80,24 @@ def time_jax_vmap(case, niter, n, piter=10, lr=0.05):
     return {"seconds": min(_timed(lambda: run(*args)) for _ in range(2))}
 
 
+def gemm_flops(case):
+    """FLOPs of one iteration's two GEMMs: the target's forward (P x K x O) and the weight
+    gradient (K x P x O), P output pixels, K = k*k*C_in, O = C_out (everything else in the
+    step is elementwise and small)."""
+    w = np.asarray(case["weight"])
+    out_c, in_c, kh, kw = w.shape[-4:]
+    pixels = np.prod(np.shape(case["goal_out"])[-2:])
+    return 2 * 2 * pixels * kh * kw * in_c * out_c
+
+
+def matmul_rate(n=2048, repeats=5):
+    """FLOP/s of XLA's float32 matmul on n x n matrices: the machine's GEMM floor."""
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    return 2 * n ** 3 / min(_timed(lambda: f(a)) for _ in range(repeats))
+
+
 def _timed(fn):
     t = time.perf_counter()
     jax.block_until_ready(fn())
@@ -102,11 +120,15 @@ def main():
         torch_version = torch.__version__
     except ImportError:
         torch_version = None
-    rows = []
+    rows, rate = [], matmul_rate()
+    print(f"matmul floor: {rate / 1e9:.1f} GFLOP/s (2048^2 float32)", flush=True)
     for name in args.cases.split(","):
         case = torch_official.CASES[name]()
         row = {"case": name, "niter": args.niter}
         row["jax_s"] = time_jax(case, args.niter, repeats=args.repeats)["seconds"]
+        row["gemm_flops_per_iter"] = int(gemm_flops(case))
+        row["floor_s"] = row["gemm_flops_per_iter"] * args.niter / rate
+        row["fraction_of_floor"] = row["floor_s"] / row["jax_s"]
         if torch_version:
             t = torch_official.time_torch_insert(case, args.torch_niter, threads=args.threads)
             row["torch_s"] = t["seconds_per_iter"] * args.niter
@@ -116,11 +138,13 @@ def main():
             row["vmap_cost_vs_one"] = row[f"jax_vmap{args.vmap}_s"] / row["jax_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    record.save(args.out, {"rows": rows}, torch=torch_version)
-    print(f"{'case':15s} {'jax s/edit':>11s} {'torch s/edit':>13s} {'speedup':>8s} {'vmap cost':>10s}")
+    record.save(args.out, {"matmul_flops_per_s": rate, "rows": rows}, torch=torch_version)
+    print(f"{'case':15s} {'jax s/edit':>11s} {'floor s':>8s} {'of floor':>9s} {'torch s/edit':>13s} {'speedup':>8s} "
+          f"{'vmap cost':>10s}")
     for r in rows:
-        print(f"{r['case']:15s} {r['jax_s']:11.2f} {r.get('torch_s', float('nan')):13.2f} "
-              f"{r.get('speedup', float('nan')):8.1f} {r.get('vmap_cost_vs_one', float('nan')):10.2f}")
+        print(f"{r['case']:15s} {r['jax_s']:11.2f} {r['floor_s']:8.2f} {r['fraction_of_floor']:9.0%} "
+              f"{r.get('torch_s', float('nan')):13.2f} {r.get('speedup', float('nan')):8.1f} "
+              f"{r.get('vmap_cost_vs_one', float('nan')):10.2f}")
 
 
 if __name__ == "__main__":
