@@ -104,6 +104,33 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
+def torch_version():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=()):
+    """One row: JAX seconds per edit, its GEMM floor at `rate` FLOP/s, the torch loop (when
+    torch is installed) and n vmapped edits for each n in `vmaps`."""
+    case = torch_official.CASES[name]()
+    row = {"case": name, "niter": niter}
+    row["jax_s"] = time_jax(case, niter, repeats=repeats)["seconds"]
+    row["gemm_flops_per_iter"] = int(gemm_flops(case))
+    row["floor_s"] = row["gemm_flops_per_iter"] * niter / rate
+    row["fraction_of_floor"] = row["floor_s"] / row["jax_s"]
+    if torch_version():
+        t = torch_official.time_torch_insert(case, torch_niter, threads=threads or os.cpu_count())
+        row["torch_s"] = t["seconds_per_iter"] * niter
+        row["speedup"] = row["torch_s"] / row["jax_s"]
+    for n in vmaps:
+        row[f"jax_vmap{n}_s"] = time_jax_vmap(case, niter, n)["seconds"]
+        row[f"vmap{n}_cost_vs_one"] = row[f"jax_vmap{n}_s"] / row["jax_s"]
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--niter", type=int, default=2001)
@@ -114,37 +141,19 @@ def main():
     ap.add_argument("--cases", default="stylegan2,proggan,stylegan2_512")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "edit.json"))
     args = ap.parse_args()
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
     rows, rate = [], matmul_rate()
     print(f"matmul floor: {rate / 1e9:.1f} GFLOP/s (2048^2 float32)", flush=True)
     for name in args.cases.split(","):
-        case = torch_official.CASES[name]()
-        row = {"case": name, "niter": args.niter}
-        row["jax_s"] = time_jax(case, args.niter, repeats=args.repeats)["seconds"]
-        row["gemm_flops_per_iter"] = int(gemm_flops(case))
-        row["floor_s"] = row["gemm_flops_per_iter"] * args.niter / rate
-        row["fraction_of_floor"] = row["floor_s"] / row["jax_s"]
-        if torch_version:
-            t = torch_official.time_torch_insert(case, args.torch_niter, threads=args.threads)
-            row["torch_s"] = t["seconds_per_iter"] * args.niter
-            row["speedup"] = row["torch_s"] / row["jax_s"]
-        if args.vmap > 1:
-            row[f"jax_vmap{args.vmap}_s"] = time_jax_vmap(case, args.niter, args.vmap)["seconds"]
-            row["vmap_cost_vs_one"] = row[f"jax_vmap{args.vmap}_s"] / row["jax_s"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    record.save(args.out, {"matmul_flops_per_s": rate, "rows": rows}, torch=torch_version)
+        rows.append(measure_case(name, rate, args.niter, args.torch_niter, args.threads, args.repeats,
+                                 [args.vmap] if args.vmap > 1 else []))
+        print(json.dumps(rows[-1]), flush=True)
+    record.save(args.out, {"matmul_flops_per_s": rate, "rows": rows}, torch=torch_version())
     print(f"{'case':15s} {'jax s/edit':>11s} {'floor s':>8s} {'of floor':>9s} {'torch s/edit':>13s} {'speedup':>8s} "
           f"{'vmap cost':>10s}")
     for r in rows:
         print(f"{r['case']:15s} {r['jax_s']:11.2f} {r['floor_s']:8.2f} {r['fraction_of_floor']:9.0%} "
               f"{r.get('torch_s', float('nan')):13.2f} {r.get('speedup', float('nan')):8.1f} "
-              f"{r.get('vmap_cost_vs_one', float('nan')):10.2f}")
+              f"{r.get(f'vmap{args.vmap}_cost_vs_one', float('nan')):10.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""The whole performance table in one command: sampling, key statistics, seconds per edit
+against the PyTorch port of the official loop and against the GEMM floor, vmapped edits and
+the sweep helper. Prints markdown tables and writes `results/run.json` (machine, date,
+versions, command).
+
+    python benchmarks/run.py                  # everything (about 10 min on 2 CPU cores with torch)
+    python benchmarks/run.py --skip-large     # without the 512-channel layer (about 2 min)
+
+torch (optional, `pip install torch==2.13.0`) adds the PyTorch column; the torch loop's time
+per iteration is constant, so `--torch-niter` iterations are timed and scaled to 2001. The
+same script runs unchanged on a GPU (JAX picks the device; torch stays on the CPU).
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_edit  # noqa: E402
+import bench_stats  # noqa: E402
+import record  # noqa: E402
+
+from jaxrewrite import modelfile, zoo  # noqa: E402
+from jaxrewrite.rewrite.batch import sweep  # noqa: E402
+from jaxrewrite.rewrite.editfile import read_edit  # noqa: E402
+from jaxrewrite.zdataset import z_for  # noqa: E402
+
+GOLDEN = ROOT.parent / "shared" / "golden"
+
+
+def sampling(name, model, batch=32, seconds=5.0):
+    """Images per second of the jitted generator (compiled first), over batches for `seconds`."""
+    gen = model.generator()
+    run = jax.jit(lambda p, z: gen(p, z))
+    z = z_for(range(batch), gen.z_dim, 0)
+    jax.block_until_ready(run(model.params, z))
+    t, done = time.perf_counter(), 0
+    while done == 0 or time.perf_counter() - t < seconds:
+        jax.block_until_ready(run(model.params, z))
+        done += batch
+    return {"model": name, "batch": batch, "images_per_s": done / (time.perf_counter() - t)}
+
+
+def time_sweep(niter, cache):
+    """The sweep helper on the golden ProGAN edit: 2 layers x 2 ranks x 2 learning rates."""
+    import checkpoints_convert as cc
+
+    model = cc.load_model(str(GOLDEN / "proggan" / "weights.pt"))
+    edit = read_edit(str(GOLDEN / "proggan" / "edit_request.json"))
+    layers, ranks, lrs = ["layer4", "layer5"], [1, 2], [0.05, 0.01]
+    sweep(model, edit, layers, ranks, lrs, niter=niter, cache_dir=cache)  # statistics cached, compiled
+    t = time.perf_counter()
+    rows = sweep(model, edit, layers, ranks, lrs, niter=niter, cache_dir=cache)
+    seconds = time.perf_counter() - t
+    return {"edits": len(rows), "seconds": seconds, "seconds_per_edit": seconds / len(rows)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--niter", type=int, default=2001)
+    ap.add_argument("--torch-niter", type=int, default=100)
+    ap.add_argument("--vmaps", default="1,8,64", help="vmapped edit counts for the small layers")
+    ap.add_argument("--skip-large", action="store_true", help="leave out the 512-channel StyleGAN2 layer")
+    ap.add_argument("--cache", default=zoo.cache_dir())
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "run.json"))
+    args = ap.parse_args()
+    vmaps = [int(n) for n in args.vmaps.split(",") if n]
+
+    rate = bench_edit.matmul_rate()
+    print(f"device {jax.devices()[0]}; matmul floor {rate / 1e9:.1f} GFLOP/s (2048^2 float32)", flush=True)
+
+    models = list(bench_stats.models())
+    towns = modelfile.load(zoo.resolve("towns64"))
+    sample_rows = [sampling(name, m) for name, m, _ in models] + [sampling("towns64-progan-64px", towns)]
+    stats_rows = [bench_stats.measure(name, m, layer, 200, 50) for name, m, layer in models]
+    stats_rows.append(bench_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000, 50))
+
+    cases = ["stylegan2", "proggan"] + ([] if args.skip_large else ["stylegan2_512"])
+    edit_rows = []
+    for name in cases:
+        edit_rows.append(bench_edit.measure_case(name, rate, args.niter, args.torch_niter, repeats=2,
+                                                 vmaps=vmaps if name != "stylegan2_512" else []))
+        print(json.dumps(edit_rows[-1]), flush=True)
+    sweep_row = time_sweep(args.niter, args.cache) if (GOLDEN / "proggan").exists() else None
+
+    record.save(args.out, {"matmul_flops_per_s": rate, "sampling": sample_rows, "stats": stats_rows,
+                           "edits": edit_rows, "sweep": sweep_row}, torch=bench_edit.torch_version())
+    print("\n| model | images/s (sampling, batch 32) |\n|---|---|")
+    for r in sample_rows:
+        print(f"| {r['model']} | {r['images_per_s']:.1f} |")
+    print("\n| model, layer | images/s | key vectors/s |\n|---|---|---|")
+    for r in stats_rows:
+        print(f"| {r['model']} `{r['layer']}` | {r['images_per_s']:.1f} | {r['keys_per_s']:,.0f} |")
+    print("\n| case | JAX s/edit | GEMM floor s | of floor | PyTorch s/edit | speed-up | "
+          + " | ".join(f"{n} vmapped / 1" for n in vmaps) + " |")
+    print("|---" * (6 + len(vmaps)) + "|")
+    for r in edit_rows:
+        cells = [f"{r.get(f'vmap{n}_cost_vs_one', float('nan')):.2f}" for n in vmaps]
+        print(f"| {r['case']} | {r['jax_s']:.2f} | {r['floor_s']:.2f} | {r['fraction_of_floor']:.0%} | "
+              f"{r.get('torch_s', float('nan')):.2f} | {r.get('speedup', float('nan')):.1f}x | " + " | ".join(cells) + " |")
+    if sweep_row:
+        print(f"\nsweep (golden ProGAN, layers 4-5 x ranks 1-2 x 2 lr): {sweep_row['edits']} edits in "
+              f"{sweep_row['seconds']:.1f}s, {sweep_row['seconds_per_edit']:.2f} s/edit")
+
+
+if __name__ == "__main__":
+    main()
