@@ -188,7 +188,7 @@ def _demo_towns(args):
     before = metrics.render(gen, model.params, args.n, args.seed)
     after = metrics.render(gen, edited.params, args.n, args.seed)
     result = metrics.compare(before, after, ["spire"], ["crown", "trunk"])
-    shown = np.argsort(-(towns.segment(before) == towns.CLASS["spire"]).sum((1, 2)))[:8]  # most spire first
+    shown = np.nonzero((towns.segment(before) == towns.CLASS["spire"]).sum((1, 2)) >= 20)[0][:8]  # first with a spire
     images.save(args.out, np.concatenate([before[shown], after[shown]]), cols=8)
     print(f"{args.n} unseen samples (seed {args.seed}): {result['effect']:.1%} of spire pixels became tree, "
           f"{result['images_changed']:.1%} of images with a spire changed most of it; "

@@ -88,9 +88,13 @@ def test_metrics_of_a_perfect_and_a_sloppy_edit(world):
         metrics.compare(before, before, ["steeple"], ["crown"])
 
 
-def test_class_edit_picks_clean_regions_and_round_trips(world, tmp_path):
+def test_class_edits_pick_clean_regions_and_round_trips(world, tmp_path):
     _, labels = world
-    edit = edits.class_edit(labels, "spire", ["crown", "trunk"], n_keys=5)
+    exact = edits.class_edits(labels, "spire", ["crown", "trunk"], n=4, grow=0)
+    boxes = [[edits._box(decode_mask(m) > 0) for _, m in (e.paste, e.object)] for e in exact]
+    mismatch = [abs(p[0] - o[0]) + abs(p[1] - o[1]) for p, o in boxes]
+    assert len(exact) == 4 and mismatch == sorted(mismatch)  # best-matching boxes first
+    edit = edits.class_edits(labels, "spire", ["crown", "trunk"], n=4, n_keys=5)[0]
     number, mask = edit.paste
     painted = decode_mask(mask) > 0
     assert np.mean(labels[number][painted] == towns.CLASS["spire"]) > 0.4  # the spire plus a 1px rim
@@ -101,7 +105,7 @@ def test_class_edit_picks_clean_regions_and_round_trips(world, tmp_path):
     rule = {"layer": "layer5", "kind": "edit", "source": ["spire"], "target": ["crown", "trunk"]}
     edits.write(edit, path, rule)
     assert read_edit(path) == edit and edits.rule(path) == rule
-    erase = edits.class_edit(labels, "window", None, n_keys=3, whole_class=True)
+    erase = edits.class_edits(labels, "window", None, n_keys=3, whole_class=True)[0]
     assert erase.object is None and len(erase.key) == 3
     number, mask = erase.paste
     windows = labels[number] == towns.CLASS["window"]

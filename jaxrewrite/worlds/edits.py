@@ -51,24 +51,38 @@ def _regions(labels, names, min_px, max_px, whole_class=False):
     return sorted(found, key=lambda t: -t[0])
 
 
-def class_edit(labels, source, target=None, n_keys=8, min_px=20, max_px=400, grow=1, whole_class=False):
-    """An Edit from segmented samples: paste over the largest clean `source` region, copy the
-    largest clean `target` region (not for erase, `target=None`), context = the next `n_keys`
-    images' source regions (so the key generalises beyond the paste image). Regions are
-    connected components, or every source pixel of an image if `whole_class` (windows)."""
+def _box(region):
+    ys, xs = np.nonzero(region)
+    return np.ptp(ys) + 1, np.ptp(xs) + 1
+
+
+def class_edits(labels, source, target=None, n=6, n_keys=8, pool=40, min_px=20, max_px=400, grow=1,
+                whole_class=False):
+    """Up to `n` candidate Edits from segmented samples, best guess first. A copy-paste edit
+    pastes a clean `target` region over a clean `source` region of another image; pairs whose
+    bounding boxes match best come first (a tree as tall and wide as the spire it replaces
+    covers it). An erase (`target=None`) takes the images with the most source pixels in turn.
+    Context: the paste region and the `n_keys - 1` largest other source regions, so the key
+    generalises beyond the paste image. Regions are connected components, or every source
+    pixel of an image if `whole_class` (windows). Which candidate works is then measured."""
     src = _regions(labels, source, min_px, max_px, whole_class)
     if len(src) < 2:
         raise ValueError(f"too few samples show {source}: search more image numbers")
-    grown = lambda m: metrics.dilate(m[None], grow)[0] if grow else m
-    paste = (src[0][1], encode_mask(grown(src[0][2])))
-    key = tuple((n, encode_mask(grown(m))) for _, n, m in src[:n_keys])
-    obj = None
-    if target is not None:
-        tgt = [t for t in _regions(labels, target, min_px, max_px) if t[1] != paste[0]]
-        if not tgt:
+    grown = lambda m: encode_mask(metrics.dilate(m[None], grow)[0] if grow else m)
+    if target is None:
+        pairs = [(p, None) for p in src[:n]]
+    else:
+        tgt = _regions(labels, target, min_px, max_px)
+        mismatch = lambda p, o: sum(abs(a - b) for a, b in zip(_box(p[2]), _box(o[2])))
+        pairs = sorted(((p, o) for p in src[:pool] for o in tgt if o[1] != p[1]), key=lambda po: mismatch(*po))[:n]
+        if not pairs:
             raise ValueError(f"no sample shows a clean {target} region")
-        obj = (tgt[0][1], encode_mask(grown(tgt[0][2])))
-    return Edit(object=obj, paste=paste, key=key)
+    out = []
+    for p, o in pairs:
+        context = [p] + [s for s in src if s[1] != p[1]][:n_keys - 1]
+        out.append(Edit(object=o and (o[1], grown(o[2])), paste=(p[1], grown(p[2])),
+                        key=tuple((number, grown(m)) for _, number, m in context)))
+    return out
 
 
 def write(edit, path, rule):
