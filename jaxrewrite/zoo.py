@@ -16,7 +16,7 @@ from importlib import resources
 
 SHIPPED = {
     # name: (file under jaxrewrite/assets, sha256 of that file)
-    "towns64": ("towns64.msgpack", None),
+    "towns64": ("towns64.msgpack", "52dca19349c94174f00dac7f34293684b78790b4db748c155720437bd6232756"),
 }
 FETCHED = {
     # name: where it comes from and what it must hash to
@@ -61,11 +61,10 @@ def resolve(model):
     path = str(asset(filename))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{model}: shipped model file {filename} is missing from this install")
-    if sha256 is not None:
-        with open(path, "rb") as f:
-            digest = _sha256(f.read())
-        if digest != sha256:
-            raise ValueError(f"{model}: {path} has sha256 {digest[:12]}..., expected {sha256[:12]}... (damaged install?)")
+    with open(path, "rb") as f:
+        digest = _sha256(f.read())
+    if digest != sha256:
+        raise ValueError(f"{model}: {path} has sha256 {digest[:12]}..., expected {sha256[:12]}... (damaged install?)")
     return path
 
 
