@@ -32,8 +32,8 @@ RULES = {  # shipped edit: (source classes, target classes or None for erase)
 
 def _shape_ratio(labels, cls):
     """Median height/width of connected regions (>= 20 px) of a class."""
-    ratios = [(np.ptp(ys) + 1) / (np.ptp(xs) + 1) for lab in labels for c in edits.components(lab == towns.CLASS[cls])
-              if c.sum() >= 20 for ys, xs in [np.nonzero(c)]]
+    ratios = [h / w for lab in labels for c in edits.components(lab == towns.CLASS[cls]) if c.sum() >= 20
+              for h, w in [edits.box(c)]]
     return float(np.median(ratios)) if ratios else float("nan")
 
 

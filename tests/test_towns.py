@@ -91,7 +91,7 @@ def test_metrics_of_a_perfect_and_a_sloppy_edit(world):
 def test_class_edits_pick_clean_regions_and_round_trips(world, tmp_path):
     _, labels = world
     exact = edits.class_edits(labels, "spire", ["crown", "trunk"], n=4, grow=0)
-    boxes = [[edits._box(decode_mask(m) > 0) for _, m in (e.paste, e.object)] for e in exact]
+    boxes = [[edits.box(decode_mask(m) > 0) for _, m in (e.paste, e.object)] for e in exact]
     mismatch = [abs(p[0] - o[0]) + abs(p[1] - o[1]) for p, o in boxes]
     assert len(exact) == 4 and mismatch == sorted(mismatch)  # best-matching boxes first
     edit = edits.class_edits(labels, "spire", ["crown", "trunk"], n=4, n_keys=5)[0]

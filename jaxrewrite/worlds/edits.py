@@ -51,7 +51,8 @@ def _regions(labels, names, min_px, max_px, whole_class=False):
     return sorted(found, key=lambda t: -t[0])
 
 
-def _box(region):
+def box(region):
+    """(height, width) of a region's bounding box."""
     ys, xs = np.nonzero(region)
     return np.ptp(ys) + 1, np.ptp(xs) + 1
 
@@ -73,7 +74,7 @@ def class_edits(labels, source, target=None, n=6, n_keys=8, pool=40, min_px=20, 
         pairs = [(p, None) for p in src[:n]]
     else:
         tgt = _regions(labels, target, min_px, max_px)
-        mismatch = lambda p, o: sum(abs(a - b) for a, b in zip(_box(p[2]), _box(o[2])))
+        mismatch = lambda p, o: sum(abs(a - b) for a, b in zip(box(p[2]), box(o[2])))
         pairs = sorted(((p, o) for p in src[:pool] for o in tgt if o[1] != p[1]), key=lambda po: mismatch(*po))[:n]
         if not pairs:
             raise ValueError(f"no sample shows a clean {target} region")
