@@ -74,7 +74,8 @@ def class_edits(labels, source, target=None, n=6, n_keys=8, pool=40, min_px=20, 
         pairs = [(p, None) for p in src[:n]]
     else:
         tgt = _regions(labels, target, min_px, max_px)
-        mismatch = lambda p, o: sum(abs(a - b) for a, b in zip(box(p[2]), box(o[2])))
+        boxes = {id(r): np.array(box(r[2])) for r in src[:pool] + tgt}
+        mismatch = lambda p, o: int(np.abs(boxes[id(p)] - boxes[id(o)]).sum())
         pairs = sorted(((p, o) for p in src[:pool] for o in tgt if o[1] != p[1]), key=lambda po: mismatch(*po))[:n]
         if not pairs:
             raise ValueError(f"no sample shows a clean {target} region")
