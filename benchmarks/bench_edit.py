@@ -90,8 +90,10 @@ def gemm_flops(case):
     return 2 * 2 * pixels * kh * kw * in_c * out_c
 
 
-def matmul_rate(n=2048, repeats=5):
-    """FLOP/s of XLA's float32 matmul on n x n matrices: the machine's GEMM floor."""
+def matmul_rate(n=None, repeats=5):
+    """FLOP/s of XLA's float32 matmul (default precision, as the edit runs) on n x n matrices:
+    the machine's GEMM floor. n = 2048 on a CPU, 8192 on an accelerator (big enough to fill it)."""
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     a = jnp.ones((n, n), jnp.float32)
     f = jax.jit(lambda a: a @ a)
     jax.block_until_ready(f(a))
@@ -112,9 +114,9 @@ def torch_version():
     return torch.__version__
 
 
-def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=()):
+def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=(), torch_device="cpu"):
     """One row: JAX seconds per edit, its GEMM floor at `rate` FLOP/s, the torch loop (when
-    torch is installed) and n vmapped edits for each n in `vmaps`."""
+    torch is installed) on `torch_device` and n vmapped edits for each n in `vmaps`."""
     case = torch_official.CASES[name]()
     row = {"case": name, "niter": niter}
     row["jax_s"] = time_jax(case, niter, repeats=repeats)["seconds"]
@@ -122,7 +124,8 @@ def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=
     row["floor_s"] = row["gemm_flops_per_iter"] * niter / rate
     row["fraction_of_floor"] = row["floor_s"] / row["jax_s"]
     if torch_version():
-        t = torch_official.time_torch_insert(case, torch_niter, threads=threads or os.cpu_count())
+        t = torch_official.time_torch_insert(case, torch_niter, device=torch_device, threads=threads or os.cpu_count())
+        row["torch_device"] = torch_device
         row["torch_s"] = t["seconds_per_iter"] * niter
         row["speedup"] = row["torch_s"] / row["jax_s"]
     for n in vmaps:

@@ -15,7 +15,7 @@ def save(path, data, **extra):
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     meta = {"date": date.today().isoformat(), "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(),
-            "device": str(jax.devices()[0]), "jax": jax.__version__, **extra,
+            "device": str(jax.devices()[0]), "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__, **extra,
             "command": "python " + " ".join(sys.argv)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

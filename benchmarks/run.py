@@ -8,7 +8,8 @@ versions, command).
 
 torch (optional, `pip install torch==2.13.0`) adds the PyTorch column; the torch loop's time
 per iteration is constant, so `--torch-niter` iterations are timed and scaled to 2001. The
-same script runs unchanged on a GPU (JAX picks the device; torch stays on the CPU).
+same script runs unchanged on a GPU: JAX picks the device, and torch runs on the GPU too
+when it sees one (`--torch-device`), so the ratio compares like with like.
 """
 
 import argparse
@@ -60,6 +61,14 @@ def time_sweep(niter, cache):
     return {"edits": len(rows), "seconds": seconds, "seconds_per_edit": seconds / len(rows)}
 
 
+def _torch_device():
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--niter", type=int, default=2001)
@@ -67,29 +76,38 @@ def main():
     ap.add_argument("--vmaps", default="1,8,64", help="vmapped edit counts for the small layers")
     ap.add_argument("--skip-large", action="store_true", help="leave out the 512-channel StyleGAN2 layer")
     ap.add_argument("--cache", default=zoo.cache_dir())
+    ap.add_argument("--torch-device", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "run.json"))
     args = ap.parse_args()
+    torch_device = args.torch_device or _torch_device()
     vmaps = [int(n) for n in args.vmaps.split(",") if n]
 
     rate = bench_edit.matmul_rate()
-    print(f"device {jax.devices()[0]}; matmul floor {rate / 1e9:.1f} GFLOP/s (2048^2 float32)", flush=True)
+    print(f"device {jax.devices()[0]}; matmul floor {rate / 1e9:.1f} GFLOP/s (float32, default precision)", flush=True)
+    result = {"matmul_flops_per_s": rate, "matmul_precision": str(jax.config.jax_default_matmul_precision),
+              "edits": [], "stats": [], "sampling": [], "sweep": None}
+    save = lambda: record.save(args.out, result, torch=bench_edit.torch_version(), torch_device=torch_device)
 
+    # Most telling first, and saved after each stage, so a run cut short still leaves a table.
+    cases = ["stylegan2", "proggan"] + ([] if args.skip_large else ["stylegan2_512"])
+    for name in cases:
+        result["edits"].append(bench_edit.measure_case(name, rate, args.niter, args.torch_niter, repeats=2,
+                                                       vmaps=vmaps if name != "stylegan2_512" else [],
+                                                       torch_device=torch_device))
+        print(json.dumps(result["edits"][-1]), flush=True)
+        save()
+    scale = 1 if jax.default_backend() == "cpu" else 10  # an accelerator needs more images to time
     models = list(bench_stats.models())
     towns = modelfile.load(zoo.resolve("towns64"))
-    sample_rows = [sampling(name, m) for name, m, _ in models] + [sampling("towns64-progan-64px", towns)]
-    stats_rows = [bench_stats.measure(name, m, layer, 200, 50) for name, m, layer in models]
-    stats_rows.append(bench_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000, 50))
-
-    cases = ["stylegan2", "proggan"] + ([] if args.skip_large else ["stylegan2_512"])
-    edit_rows = []
-    for name in cases:
-        edit_rows.append(bench_edit.measure_case(name, rate, args.niter, args.torch_niter, repeats=2,
-                                                 vmaps=vmaps if name != "stylegan2_512" else []))
-        print(json.dumps(edit_rows[-1]), flush=True)
-    sweep_row = time_sweep(args.niter, args.cache) if (GOLDEN / "proggan").exists() else None
-
-    record.save(args.out, {"matmul_flops_per_s": rate, "sampling": sample_rows, "stats": stats_rows,
-                           "edits": edit_rows, "sweep": sweep_row}, torch=bench_edit.torch_version())
+    result["stats"] = [bench_stats.measure(name, m, layer, 200 * scale, 50) for name, m, layer in models]
+    result["stats"].append(bench_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000 * scale, 50))
+    save()
+    result["sampling"] = [sampling(name, m) for name, m, _ in models] + [sampling("towns64-progan-64px", towns)]
+    save()
+    if (GOLDEN / "proggan").exists():
+        result["sweep"] = time_sweep(args.niter, args.cache)
+        save()
+    sample_rows, stats_rows, edit_rows, sweep_row = (result[k] for k in ("sampling", "stats", "edits", "sweep"))
     print("\n| model | images/s (sampling, batch 32) |\n|---|---|")
     for r in sample_rows:
         print(f"| {r['model']} | {r['images_per_s']:.1f} |")

@@ -13,8 +13,11 @@ is drawn from seed (seed, s)).
 """
 
 import argparse
+import collections
 import functools
+import itertools
 import math
+import multiprocessing
 import os
 import queue
 import threading
@@ -170,40 +173,59 @@ def export(path, state, cfg):
     modelfile.save(model, path)
 
 
-def batches(cfg, start):
-    """Real batches from step `start` on, drawn in a background thread (numpy releases the GIL)."""
-    q = queue.Queue(maxsize=4)
+def _real_batch(seed, batch, step):
+    return towns.scenes([seed, step], batch)[0]
 
-    def fill():
-        s = start
+
+def batches(cfg, start, workers=1):
+    """Real batches from step `start` on, in step order whatever `workers` is (batch s always
+    comes from seed (seed, s)): a background thread for one worker, else `workers` spawned
+    processes (scene drawing is numpy-bound, ~30 ms per batch of 32, so a GPU step outruns one)."""
+    draw = functools.partial(_real_batch, cfg["seed"], cfg["batch"])
+    if workers <= 1:
+        q = queue.Queue(maxsize=4)
+        threading.Thread(target=lambda: [q.put(draw(s)) for s in itertools.count(start)], daemon=True).start()
         while True:
-            q.put(towns.scenes([cfg["seed"], s], cfg["batch"])[0])
-            s += 1
+            yield q.get()
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pending = collections.deque(pool.apply_async(draw, (s,)) for s in range(start, start + 4 * workers))
+        for s in itertools.count(start + 4 * workers):
+            yield pending.popleft().get()
+            pending.append(pool.apply_async(draw, (s,)))
 
-    threading.Thread(target=fill, daemon=True).start()
-    while True:
-        yield q.get()
 
-
-def train(state_path, steps, cfg, export_path=None, save_every_s=300, log_every=100):
+def train(state_path, steps, cfg, export_path=None, save_every_s=300, log_every=100, max_seconds=None, workers=1):
+    """Train until `steps` in all or `max_seconds` of wall time, whichever comes first; the
+    state (and the export) are written at every checkpoint and at the end."""
     state = load_state(state_path, cfg) if os.path.exists(state_path) else init_state(cfg)
     step_fn, _ = make_step(cfg)
     start = int(state["step"])
-    print(f"step {start} -> {steps} (batch {cfg['batch']}), state {state_path}", flush=True)
-    saved, t0 = time.time(), time.time()
-    data = batches(cfg, start)
+    print(f"step {start} -> {steps} (batch {cfg['batch']}, widths {cfg['widths']}), state {state_path}", flush=True)
+    saved = t0 = time.time()
+    data = batches(cfg, start, workers)
     for s in range(start, steps):
         state, losses = step_fn(state, jnp.asarray(next(data)), s % cfg["r1_every"] == 0)
         if (s + 1) % log_every == 0:
             rate = (time.time() - t0) / (s + 1 - start)
             print(f"step {s + 1} d {float(losses['d_loss']):.3f} g {float(losses['g_loss']):.3f} "
-                  f"{rate:.3f}s/step", flush=True)
-        if time.time() - saved > save_every_s or s + 1 == steps:
+                  f"{rate:.4f}s/step", flush=True)
+        out_of_time = max_seconds is not None and time.time() - t0 > max_seconds
+        if time.time() - saved > save_every_s or s + 1 == steps or out_of_time:
             save_state(state_path, state, cfg)
             if export_path:
                 export(export_path, state, cfg)
             saved = time.time()
+        if out_of_time:
+            print(f"stopped at step {s + 1}: {max_seconds:.0f} s of wall time used", flush=True)
+            break
     return state
+
+
+def stored_config(path):
+    """The config a state file was saved with (tuples restored), so a resume needs no flags."""
+    with open(path, "rb") as f:
+        cfg = serialization.msgpack_restore(f.read())["config"]
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
 
 
 def _plain(cfg):
@@ -216,11 +238,26 @@ def main(argv=None):
     p.add_argument("--steps", type=int, required=True, help="train until this many steps in all")
     p.add_argument("--export", help="also write the EMA generator as a model file at each save")
     p.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, help="stop (saving first) after this much wall time")
+    p.add_argument("--workers", type=int, default=1, help="processes drawing real batches")
+    p.add_argument("--batch", type=int, help="new runs only (default 32); a resume uses the stored config")
+    p.add_argument("--seed", type=int, help="new runs only (default 0)")
+    p.add_argument("--widths", help="new runs only: G and D widths from 4x4 up, e.g. 128,128,128,64,32")
     a = p.parse_args(argv)
+    given = {k: v for k, v in [("batch", a.batch), ("seed", a.seed)] if v is not None}
+    if a.widths:
+        given["widths"] = given["d_widths"] = tuple(int(w) for w in a.widths.split(","))
+    if os.path.exists(a.state):
+        cfg = stored_config(a.state)
+        changed = {k: v for k, v in given.items() if cfg.get(k) != v}
+        if changed:
+            raise SystemExit(f"{a.state}: saved with {', '.join(f'{k}={cfg.get(k)}' for k in changed)}; "
+                             "a resume keeps the stored config")
+    else:
+        cfg = config(**given)
     os.makedirs(os.path.dirname(os.path.abspath(a.state)), exist_ok=True)
-    train(a.state, a.steps, config(batch=a.batch, seed=a.seed), a.export, a.save_every)
+    max_seconds = None if a.max_minutes is None else 60 * a.max_minutes
+    train(a.state, a.steps, cfg, a.export, a.save_every, max_seconds=max_seconds, workers=a.workers)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def runs(tmp_path_factory):
     exported = straight.parent / "g.msgpack"
     a = train_gan.train(str(straight), 3, cfg, str(exported), log_every=1)
     train_gan.train(str(resumed), 2, cfg)
-    b = train_gan.train(str(resumed), 3, cfg)
+    b = train_gan.train(str(resumed), 3, cfg, workers=2)  # real batches from worker processes
     return cfg, a, b, exported, straight
 
 
@@ -54,3 +54,15 @@ def test_resume_refuses_another_config(runs):
     _, _, _, _, state = runs
     with pytest.raises(SystemExit, match="saved with config"):
         train_gan.train(str(state), 4, train_gan.config(**{**TINY, "batch": 8}))
+
+
+def test_command_line_resumes_with_the_stored_config(runs, tmp_path):
+    _, a, _, _, state = runs
+    copy = tmp_path / "state.msgpack"
+    copy.write_bytes(state.read_bytes())
+    train_gan.main(["--state", str(copy), "--steps", "9", "--max-minutes", "0"])  # one step, then out of time
+    assert train_gan.stored_config(str(copy)) == train_gan.config(**TINY)
+    resumed = train_gan.load_state(str(copy), train_gan.config(**TINY))
+    assert int(resumed["step"]) == int(a["step"]) + 1
+    with pytest.raises(SystemExit, match="a resume keeps the stored config"):
+        train_gan.main(["--state", str(copy), "--steps", "9", "--widths", "16,16,16,8,8"])

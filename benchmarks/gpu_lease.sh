@@ -1,0 +1,39 @@
+#!/bin/bash
+# Everything this project measures on a lent GPU, in one command that fits one lease:
+# the performance table (benchmarks/run.py, torch on the same GPU), the golden parity tests on
+# the GPU, and towns training on the GPU (two runs side by side until the deadline).
+#
+#   bash benchmarks/gpu_lease.sh OUTDIR SECONDS [GOLDEN_DIR]
+#
+# OUTDIR gets run_gpu.json, logs.tgz and the training states; SECONDS is the wall-time budget
+# of the whole script. GOLDEN_DIR (a copy of ../shared/golden) is linked to ../shared/golden
+# when that is missing, as on the device machine, where only the checkout travels.
+set -u
+OUT=$1; BUDGET=$2; GOLDEN=${3:-}
+START=$(date +%s)
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+mkdir -p "$OUT/logs"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+if [ -n "$GOLDEN" ] && [ ! -e ../shared/golden ]; then mkdir -p ../shared && ln -s "$PWD/$GOLDEN" ../shared/golden; fi
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import jax, flax, optax, chex, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'chex', chex.__version__, 'torch', torch.__version__, jax.devices())"
+} > "$OUT/logs/env.txt" 2>&1
+cat "$OUT/logs/env.txt"
+
+# 1. the performance table, alone on the GPU
+timeout $(( $(left) * 50 / 100 )) python3 benchmarks/run.py --out "$OUT/run_gpu.json" 2>&1 | tee "$OUT/logs/run.log" | grep -v "^{"
+
+# 2. towns training, two runs side by side, while the parity tests run
+TRAIN=$(( $(left) - 45 )); [ $TRAIN -lt 60 ] && TRAIN=60
+cp benchmarks/runs/towns64_state.msgpack "$OUT/towns64_state.msgpack"
+python3 -m jaxrewrite.train_gan --state "$OUT/towns64_state.msgpack" --steps 1000000 --max-minutes $(python3 -c "print($TRAIN / 60 - 0.6)") \
+    --workers 6 --save-every 60 > "$OUT/logs/train_towns64.log" 2>&1 &
+python3 -m jaxrewrite.train_gan --state "$OUT/towns64w_state.msgpack" --steps 1000000 --max-minutes $(python3 -c "print($TRAIN / 60 - 0.8)") \
+    --workers 6 --save-every 60 --widths 64,64,64,64,32 > "$OUT/logs/train_towns64w.log" 2>&1 &
+timeout $(( TRAIN - 30 )) python3 -m pytest -q -p no:cacheprovider tests/test_rewrite_golden.py tests/test_golden_parity.py \
+    tests/test_update.py > "$OUT/logs/parity.log" 2>&1
+tail -n 3 "$OUT/logs/parity.log"
+wait
+tail -n 2 "$OUT"/logs/train_*.log
+tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -r "$OUT/logs"
+ls -la "$OUT"
