@@ -88,3 +88,21 @@ def test_bad_arguments(tmp_path, capsys):
 def test_console_script_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jaxrewrite", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "convert" in proc.stdout and "sample" in proc.stdout
+
+
+def test_precision_is_float32_unless_asked(monkeypatch):
+    import jax
+    from jaxrewrite.cli import set_precision
+
+    monkeypatch.delenv("JAX_DEFAULT_MATMUL_PRECISION", raising=False)
+    try:
+        set_precision("default")
+        assert jax.config.jax_default_matmul_precision is None
+        set_precision(None)
+        assert jax.config.jax_default_matmul_precision == "highest"
+        monkeypatch.setenv("JAX_DEFAULT_MATMUL_PRECISION", "tensorfloat32")
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32")
+        set_precision(None)  # the user's environment wins over the default
+        assert jax.config.jax_default_matmul_precision == "tensorfloat32"
+    finally:
+        jax.config.update("jax_default_matmul_precision", "highest")  # as conftest sets it
