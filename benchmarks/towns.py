@@ -10,6 +10,7 @@ as markdown for the README.
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,10 @@ def write_edits(args, model):
         for i, edit in enumerate(candidates):
             for layer in args.layers:
                 rule = {"layer": layer, "kind": "erase" if erase else "edit", "source": source, "target": target}
-                path = RESULTS / f".candidate-{name}.json"
-                edits.write(edit, path, rule)
-                r = protocol.evaluate(model, path, ("ours",), args.validate, seed=3, cache_dir=args.cache)["ours"]
-                path.unlink()
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / f"{name}.json"
+                    edits.write(edit, path, rule)
+                    r = protocol.evaluate(model, path, ("ours",), args.validate, seed=3, cache_dir=args.cache)["ours"]
                 rows.append({"candidate": i, "paste": edit.paste[0], "object": edit.object and edit.object[0],
                              "layer": layer, "effect": r["effect"], "collateral": r["collateral"]})
                 print(f"{name} candidate {i} (paste {edit.paste[0]}, object {rows[-1]['object']}) {layer}: "

@@ -16,7 +16,7 @@ from importlib import resources
 
 SHIPPED = {
     # name: (file under jaxrewrite/assets, sha256 of that file)
-    "towns64": ("towns64.msgpack", "52dca19349c94174f00dac7f34293684b78790b4db748c155720437bd6232756"),
+    "towns64": ("towns64.msgpack", "013b8a3d57ecd8b6c8b5e582de9b89e3c31fe7b20a588a544a5068abc5e6bedc"),
 }
 FETCHED = {
     # name: where it comes from and what it must hash to
