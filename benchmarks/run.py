@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_edit  # noqa: E402
 import bench_stats  # noqa: E402
 import record  # noqa: E402
+import torch_stats  # noqa: E402
 
 from jaxrewrite import modelfile, zoo  # noqa: E402
 from jaxrewrite.rewrite.batch import sweep  # noqa: E402
@@ -76,11 +77,13 @@ def main():
     ap.add_argument("--vmaps", default="1,8,64", help="vmapped edit counts for the small layers")
     ap.add_argument("--skip-large", action="store_true", help="leave out the 512-channel StyleGAN2 layer")
     ap.add_argument("--cache", default=zoo.cache_dir())
+    ap.add_argument("--stages", default="edits,stats,sampling,sweep", help="which of the four to run")
     ap.add_argument("--torch-device", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "run.json"))
     args = ap.parse_args()
     torch_device = args.torch_device or _torch_device()
     vmaps = [int(n) for n in args.vmaps.split(",") if n]
+    stages = set(args.stages.split(","))
 
     rate = bench_edit.matmul_rate()
     print(f"device {jax.devices()[0]}; matmul floor {rate / 1e9:.1f} GFLOP/s (float32, default precision)", flush=True)
@@ -90,7 +93,7 @@ def main():
 
     # Most telling first, and saved after each stage, so a run cut short still leaves a table.
     cases = ["stylegan2", "proggan"] + ([] if args.skip_large else ["stylegan2_512"])
-    for name in cases:
+    for name in cases if "edits" in stages else []:
         result["edits"].append(bench_edit.measure_case(name, rate, args.niter, args.torch_niter, repeats=2,
                                                        vmaps=vmaps if name != "stylegan2_512" else [],
                                                        torch_device=torch_device))
@@ -99,21 +102,29 @@ def main():
     scale = 1 if jax.default_backend() == "cpu" else 10  # an accelerator needs more images to time
     models = list(bench_stats.models())
     towns = modelfile.load(zoo.resolve("towns64"))
-    result["stats"] = [bench_stats.measure(name, m, layer, 200 * scale, 50) for name, m, layer in models]
-    result["stats"].append(bench_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000 * scale, 50))
-    save()
-    result["sampling"] = [sampling(name, m) for name, m, _ in models] + [sampling("towns64-progan-64px", towns)]
-    save()
-    if (GOLDEN / "proggan").exists():
+    if "stats" in stages:
+        result["stats"] = [bench_stats.measure(name, m, layer, 200 * scale, 50) for name, m, layer in models]
+        result["stats"].append(bench_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000 * scale, 50))
+        if bench_edit.torch_version():  # the torch port covers ProGAN context models
+            theirs = torch_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000 * scale, 50, torch_device)
+            result["stats"][-1].update(torch_c_rel_diff=torch_stats.check(towns, "layer5.conv"),
+                                       torch_images_per_s=theirs["images_per_s"],
+                                       speedup=result["stats"][-1]["images_per_s"] / theirs["images_per_s"])
+        save()
+    if "sampling" in stages:
+        result["sampling"] = [sampling(name, m) for name, m, _ in models] + [sampling("towns64-progan-64px", towns)]
+        save()
+    if "sweep" in stages and (GOLDEN / "proggan").exists():
         result["sweep"] = time_sweep(args.niter, args.cache)
         save()
     sample_rows, stats_rows, edit_rows, sweep_row = (result[k] for k in ("sampling", "stats", "edits", "sweep"))
     print("\n| model | images/s (sampling, batch 32) |\n|---|---|")
     for r in sample_rows:
         print(f"| {r['model']} | {r['images_per_s']:.1f} |")
-    print("\n| model, layer | images/s | key vectors/s |\n|---|---|---|")
+    print("\n| model, layer | images/s | key vectors/s | PyTorch images/s | speed-up |\n|---|---|---|---|---|")
     for r in stats_rows:
-        print(f"| {r['model']} `{r['layer']}` | {r['images_per_s']:.1f} | {r['keys_per_s']:,.0f} |")
+        print(f"| {r['model']} `{r['layer']}` | {r['images_per_s']:.1f} | {r['keys_per_s']:,.0f} | "
+              f"{r.get('torch_images_per_s', float('nan')):.1f} | {r.get('speedup', float('nan')):.1f}x |")
     print("\n| case | JAX s/edit | GEMM floor s | of floor | PyTorch s/edit | speed-up | "
           + " | ".join(f"{n} vmapped / 1" for n in vmaps) + " |")
     print("|---" * (6 + len(vmaps)) + "|")

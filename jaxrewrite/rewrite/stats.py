@@ -6,6 +6,7 @@ are several) and their partial sums are accumulated in float64 on the host. Resu
 cached on disk, keyed by everything that changes them.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -22,8 +23,11 @@ from ..zdataset import z_dataset
 CACHE_VERSION = 1
 
 
+@functools.lru_cache(maxsize=32)
 def key_sums_fn(gen, first):
-    """jit: (params, z, image_numbers, weights) -> (Σ w·k kᵀ, Σ w·pixels) over a batch."""
+    """jit: (params, z, image_numbers, weights) -> (Σ w·k kᵀ, Σ w·pixels) over a batch.
+
+    Cached per (generator, layer), so repeated statistics compile once per process."""
 
     def sums(params, z, numbers, weights):
         bag = gen.upto(params, gen.inputs(z, image_numbers=numbers), first)
