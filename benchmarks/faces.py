@@ -1,11 +1,12 @@
 """The DCGAN faces (`jaxrewrite zoo fetch dcgan-faces`): glasses detector, edits, measurements.
 
     python benchmarks/faces.py detector   # fit + cross-validate on benchmarks/faces_labels.json
+    python benchmarks/faces.py headwear   # choose the headwear edit's pair on held-out caps
     python benchmarks/faces.py edits      # write jaxrewrite/assets/edits/dcgan-faces/*.json
     python benchmarks/faces.py measure    # every method on every edit, 500 unseen samples
 
-The edits live in the eye band (rows 20-36, columns 12-52 of the 64x64 image), where the
-mean face has its eyes; `layer3` (8x8x256 keys -> 16x16x128 values) was chosen by
+The glasses edits live in the eye band (rows 20-36, columns 12-52 of the 64x64 image), where
+the mean face has its eyes; the headwear edit in the top band (rows 0-20), at `layer2`. `layer3` (8x8x256 keys -> 16x16x128 values) was chosen by
 measurement (layer2 and layer4: prevalence 0.13 and 0.11 after the rank-1 edit, layer3
 0.88). DCGAN weights have a scale of ~0.02, not StyleGAN2's ~1, so Adam's step (about lr
 per element) is scaled down with them: lr 0.001 instead of the official 0.05 (with 0.05 the
@@ -76,11 +77,14 @@ LR = 0.001
 
 
 def edit_specs():
-    """name -> (Edit, rule): glasses on (copy thick frames onto bare eyes, context: bare eyes)
-    and off (copy bare eyes onto frames, context: faces with glasses)."""
+    """name -> (Edit, rule): glasses on (copy thick frames onto bare eyes, context: bare eyes),
+    glasses off (copy bare eyes onto frames, context: faces with glasses) and headwear off
+    (copy the top of a bare head onto a cap, context: the tops of 20 capped heads; the pair
+    chosen by `python benchmarks/faces.py headwear`, see HEADWEAR_PAIR)."""
     from jaxrewrite.rewrite.editfile import Edit, encode_mask
 
-    spec = json.loads(LABELS.read_text())["glasses"]
+    labels = json.loads(LABELS.read_text())
+    spec = labels["glasses"]
     plain = [i for i in range(300) if i not in spec["yes"] + spec["unsure"]][:20]
     band = encode_mask(BAND)
     rule = {"layer": "layer3", "kind": "edit", "lr": LR, "attribute": "glasses"}
@@ -89,7 +93,64 @@ def edit_specs():
                     {**rule, "effect": "add"}),
         "no_glasses": (Edit(object=(9, band), paste=(69, band), key=tuple((n, band) for n in spec["yes"][:20])),
                        {**rule, "effect": "remove"}),
+        "no_headwear": (headwear_edit(*HEADWEAR_PAIR), {
+            "layer": "layer2", "kind": "edit", "lr": LR, "attribute": "headwear", "effect": "remove",
+            "region": list(faces.HEAD_REGION)}),
     }
+
+
+HEADWEAR_PAIR = (0, 0)  # (bare donor, capped target) indices, chosen on held-out caps (README)
+
+
+def headwear_edit(donor, target):
+    """Copy the top of bare head number `donor` onto capped head number `target` (indices
+    into the hand-labelled bare and capped lists of seed 1); context: the first 20 caps."""
+    from jaxrewrite.rewrite.editfile import Edit, encode_mask
+
+    spec = json.loads(LABELS.read_text())["headwear"]
+    caps, bare = spec["yes"], [i for i in range(300) if i not in spec["yes"] + spec["unsure"]]
+    top = encode_mask(faces.region(faces.HEAD_REGION))
+    return Edit(object=(bare[donor], top), paste=(caps[target], top), key=tuple((n, top) for n in caps[:20]))
+
+
+def choose_headwear(args, model):
+    """Try (donor, target) pairs at `layer2`, rank 1; measure each on the hand-labelled caps
+    the edits do not use (caps 20.., seed 1): the share still detected as headwear, and the
+    change of 20 bare-headed faces outside the top band (collateral)."""
+    from jaxrewrite import images
+    from jaxrewrite.rewrite.rewriter import Rewriter
+
+    spec = json.loads(LABELS.read_text())["headwear"]
+    caps, bare = spec["yes"], [i for i in range(300) if i not in spec["yes"] + spec["unsure"]]
+    held, plain = caps[20:], bare[100:120]
+    gen = model.generator()
+    before = metrics.render(gen, model.params, 300, 1)
+    top = faces.region(faces.HEAD_REGION)
+    rw = Rewriter(model, "layer2", cache_dir=args.cache)
+    rows = []
+    for donor in range(args.donors):
+        for target in range(args.targets):
+            edit = headwear_edit(donor, target)
+            goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
+            params, _, _ = rw.insert(goal_in, goal_out, rw.key(edit.key, 1), "projected", 2001, 10, LR)
+            after = metrics.render(gen, params, 300, 1)
+            change = np.abs(after - before).mean(-1) / 2
+            rows.append({"donor": donor, "target": target, "image_donor": bare[donor], "image_target": caps[target],
+                         "held_out_caps_detected": float(faces.detect(after[held], "headwear").mean()),
+                         "held_out_caps_top_change": float(change[held][:, top].mean()),
+                         "plain_change_outside": float(change[plain][:, ~top].mean())})
+            print(json.dumps(rows[-1]), flush=True)
+    best = min(rows, key=lambda r: (r["held_out_caps_detected"], r["plain_change_outside"]))
+    edit = headwear_edit(best["donor"], best["target"])
+    goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
+    params, _, _ = rw.insert(goal_in, goal_out, rw.key(edit.key, 1), "projected", 2001, 10, LR)
+    after = metrics.render(gen, params, 300, 1)
+    images.save(str(RESULTS / "faces_headwear_heldout.png"), np.concatenate([before[held[:12]], after[held[:12]]]), cols=12)
+    record.save(RESULTS / "faces_headwear_candidates.json", {"held_out_caps": held, "rows": rows, "best": best})
+    print(f"\nbest: {best}\n\n| donor \\ target | " + " | ".join(str(t) for t in range(args.targets)) + " |")
+    print("|---" * (args.targets + 1) + "|")
+    for donor in range(args.donors):
+        print(f"| {donor} | " + " | ".join(f"{r['held_out_caps_detected']:.0%}" for r in rows if r["donor"] == donor) + " |")
 
 
 def write_edits(args, model):
@@ -124,7 +185,7 @@ def measure_one(args, model, name):
     before = metrics.render(gen, model.params, args.n, args.seed)
     detected = faces.detect(before, attribute)
     shown = np.arange(12) if rule["effect"] == "add" else np.nonzero(detected)[0][:12]
-    inside = BAND
+    inside = faces.region(rule.get("region", faces.EDIT_REGION))
     rw = Rewriter(model, rule["layer"], cache_dir=args.cache)
     goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
     rows, grids = {}, [before[shown]]
@@ -152,7 +213,7 @@ def measure_one(args, model, name):
             "prevalence_before": faces.prevalence(base, attribute), "finetune_niter": args.finetune_niter,
             "finetune_lr": args.finetune_lr, "rows": rows}
     record.save(RESULTS / f"faces_{name}.json", data)
-    print(f"\n{name}\n\n| method | {attribute} detected | estimated share | mean change in the eye band | outside | s |")
+    print(f"\n{name}\n\n| method | {attribute} detected | estimated share | mean change in the edited region | outside | s |")
     print("|---|---|---|---|---|---|")
     print(f"| before | {base:.1%} | {faces.prevalence(base, attribute):.0%} | – | – | – |")
     for method, r in rows.items():
@@ -162,17 +223,19 @@ def measure_one(args, model, name):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["detector", "edits", "measure"])
+    ap.add_argument("what", choices=["detector", "headwear", "edits", "measure"])
+    ap.add_argument("--donors", type=int, default=4, help="headwear: bare heads tried as donors")
+    ap.add_argument("--targets", type=int, default=4, help="headwear: caps tried as paste targets")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n", type=int, default=500)
-    ap.add_argument("--edits", nargs="+", default=["glasses", "no_glasses"])
+    ap.add_argument("--edits", nargs="+", default=["glasses", "no_glasses", "no_headwear"])
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--finetune-niter", type=int, default=2001)
     ap.add_argument("--finetune-lr", type=float, default=2e-4, help="0.01 x the weight scale ratio (0.02)")
     ap.add_argument("--cache", default=zoo.cache_dir())
     args = ap.parse_args()
     model = modelfile.load(zoo.resolve("dcgan-faces"))
-    {"detector": detector, "edits": write_edits, "measure": measure}[args.what](args, model)
+    {"detector": detector, "headwear": choose_headwear, "edits": write_edits, "measure": measure}[args.what](args, model)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from importlib import resources
 import numpy as np
 
 BAND = (20, 36, 14, 50)  # rows, columns the glasses statistics read
-EDIT_REGION = (20, 36, 12, 52)  # the eye band the shipped edits copy and paste
+EDIT_REGION = (20, 36, 12, 52)  # the eye band the shipped glasses edits copy and paste
+HEAD_REGION = (0, 20, 8, 56)  # the top of the head the shipped headwear edit copies and pastes
 SHIFTS = range(-4, 5)
 
 

@@ -1,5 +1,6 @@
 """The DCGAN faces: the glasses detector reproduces its fit on the hand labels, and the
-shipped glasses edit puts glasses on unseen faces while changing the rest far less."""
+shipped glasses edit puts glasses on unseen faces while changing the rest far less, and the
+headwear edit removes caps from held-out capped faces."""
 
 import json
 from pathlib import Path
@@ -80,3 +81,23 @@ def test_no_glasses_edit_lowers_the_detected_rate(faces_model, tmp_path):
     before = faces.detect(metrics.render(gen, faces_model.params, 200, 2), "glasses").mean()
     after = faces.detect(metrics.render(gen, edited.params, 200, 2), "glasses").mean()
     assert after < 0.6 * before
+
+
+def test_no_headwear_edit_on_held_out_caps(faces_model, tmp_path):
+    """The hand-labelled caps the edit does not use (its context is the first 20): fewer are
+    detected after the edit, and their tops change more than bare faces change elsewhere."""
+    path = zoo.shipped_edit("dcgan-faces", "no_headwear")
+    rule = json.loads(Path(path).read_text())["jaxrewrite"]
+    edit = read_edit(path)
+    spec = json.loads(LABELS.read_text())["headwear"]
+    held = spec["yes"][20:]
+    bare = [i for i in range(300) if i not in spec["yes"] + spec["unsure"]][100:120]
+    assert not set(held) & ({n for n, _ in edit.key} | {edit.paste[0], edit.object[0]})
+    edited, _ = apply_edit(faces_model, rule["layer"], edit, lr=rule["lr"], cache_dir=str(tmp_path))
+    gen = faces_model.generator()
+    before = metrics.render(gen, faces_model.params, 300, 1)
+    after = metrics.render(gen, edited.params, 300, 1)
+    assert faces.detect(after[held], "headwear").mean() < 0.8 * faces.detect(before[held], "headwear").mean()
+    change = np.abs(after - before).mean(-1)
+    top = faces.region(rule["region"])
+    assert change[held][:, top].mean() > 2 * change[bare][:, ~top].mean()
