@@ -114,3 +114,20 @@ def test_truncation_uses_latent_avg():
     del model.params["latents"]
     with pytest.raises(ValueError, match="latent_avg"):
         gen0(model.params, z)
+
+
+@pytest.mark.parametrize("k,pads", [(4, 3), (4, 2), (3, 1), (1, 0), (4, ((3, 1), (2, 3))), (4, ((1, 3), (2, 1)))])
+def test_single_pixel_input_conv_is_the_xla_conv(k, pads):
+    """A 1x1 input (ProGAN's z map, DCGAN's first transposed conv) runs as a matmul; same values
+    and kernel gradient as XLA's convolution, for any padding that keeps taps in range."""
+    from jaxrewrite.models import ops
+
+    rng = np.random.default_rng(k)
+    x = jnp.asarray(rng.standard_normal((5, 1, 1, 7)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, 7, 3)), jnp.float32)
+    full = [(pads, pads)] * 2 if isinstance(pads, int) else list(pads)
+    ref = lambda w: ops._lax_conv(full, 1, x, w)
+    got = lambda w: ops.conv(x, w, pads)
+    chex.assert_trees_all_close(got(w), ref(w), atol=1e-5)
+    grad = lambda f: jax.grad(lambda w: jnp.sum(f(w) ** 2))(w)
+    chex.assert_trees_all_close(grad(got), grad(ref), atol=1e-4)
