@@ -158,9 +158,20 @@ def save_state(path, state, cfg):
     atomic_write(path, lambda f: f.write(data))
 
 
+def _read(path):
+    """The stored {config, state} of a state file; one-line SystemExit if it is not one."""
+    try:
+        with open(path, "rb") as f:
+            stored = serialization.msgpack_restore(f.read())
+        if not isinstance(stored, dict) or not {"config", "state"} <= set(stored):
+            raise ValueError("no config/state entries")
+        return stored
+    except Exception as e:  # msgpack raises its own types for truncated or foreign files
+        raise SystemExit(f"{path}: not a training state file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+
+
 def load_state(path, cfg):
-    with open(path, "rb") as f:
-        stored = serialization.msgpack_restore(f.read())
+    stored = _read(path)
     if _plain(cfg) != stored["config"]:
         raise SystemExit(f"{path}: saved with config {stored['config']}, not {_plain(cfg)}")
     return serialization.from_state_dict(init_state(cfg), stored["state"])
@@ -223,8 +234,7 @@ def train(state_path, steps, cfg, export_path=None, save_every_s=300, log_every=
 
 def stored_config(path):
     """The config a state file was saved with (tuples restored), so a resume needs no flags."""
-    with open(path, "rb") as f:
-        cfg = serialization.msgpack_restore(f.read())["config"]
+    cfg = _read(path)["config"]
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
 
 

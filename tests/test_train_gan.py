@@ -66,3 +66,12 @@ def test_command_line_resumes_with_the_stored_config(runs, tmp_path):
     assert int(resumed["step"]) == int(a["step"]) + 1
     with pytest.raises(SystemExit, match="a resume keeps the stored config"):
         train_gan.main(["--state", str(copy), "--steps", "9", "--widths", "16,16,16,8,8"])
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"", None])
+def test_a_corrupt_state_file_is_one_line_error(runs, tmp_path, content):
+    _, _, _, _, state = runs
+    bad = tmp_path / "state.msgpack"
+    bad.write_bytes(content if content is not None else state.read_bytes()[:1000])  # None: truncated
+    with pytest.raises(SystemExit, match="not a training state file"):
+        train_gan.main(["--state", str(bad), "--steps", "9"])
