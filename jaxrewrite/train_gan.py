@@ -170,9 +170,13 @@ def _read(path):
         raise SystemExit(f"{path}: not a training state file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
+PHASE_KEYS = ("lr",)  # may change when a run resumes (a new phase); Adam's state does not depend on it
+
+
 def load_state(path, cfg):
     stored = _read(path)
-    if _plain(cfg) != stored["config"]:
+    fixed = lambda c: {k: v for k, v in c.items() if k not in PHASE_KEYS}
+    if fixed(_plain(cfg)) != fixed(stored["config"]):
         raise SystemExit(f"{path}: saved with config {stored['config']}, not {_plain(cfg)}")
     return serialization.from_state_dict(init_state(cfg), stored["state"])
 
@@ -211,7 +215,7 @@ def train(state_path, steps, cfg, export_path=None, save_every_s=300, log_every=
     state = load_state(state_path, cfg) if os.path.exists(state_path) else init_state(cfg)
     step_fn, _ = make_step(cfg)
     start = int(state["step"])
-    print(f"step {start} -> {steps} (batch {cfg['batch']}, widths {cfg['widths']}), state {state_path}", flush=True)
+    print(f"step {start} -> {steps} (batch {cfg['batch']}, widths {cfg['widths']}, lr {cfg['lr']}), state {state_path}", flush=True)
     saved = t0 = time.time()
     data = batches(cfg, start, workers)
     for s in range(start, steps):
@@ -253,6 +257,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="new runs only (default 32); a resume uses the stored config")
     p.add_argument("--seed", type=int, help="new runs only (default 0)")
     p.add_argument("--widths", help="new runs only: G and D widths from 4x4 up, e.g. 128,128,128,64,32")
+    p.add_argument("--lr", type=float, help="learning rate (default 0.002); on a resume, a new phase from here on")
     a = p.parse_args(argv)
     given = {k: v for k, v in [("batch", a.batch), ("seed", a.seed)] if v is not None}
     if a.widths:
@@ -265,6 +270,8 @@ def main(argv=None):
                              "a resume keeps the stored config")
     else:
         cfg = config(**given)
+    if a.lr is not None:
+        cfg = {**cfg, "lr": a.lr}
     os.makedirs(os.path.dirname(os.path.abspath(a.state)), exist_ok=True)
     max_seconds = None if a.max_minutes is None else 60 * a.max_minutes
     train(a.state, a.steps, cfg, a.export, a.save_every, max_seconds=max_seconds, workers=a.workers)
