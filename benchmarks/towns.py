@@ -63,6 +63,7 @@ def write_edits(args, model):
     of `--layers` on validation samples (seed 3), ship the one with the largest effect. The
     table reported in the README is measured afterwards on unseen samples (seed 2)."""
     labels = edits.sample_labels(model, args.search)
+    validation = metrics.render(model.generator(), model.params, args.validate, 3)  # rendered once for all candidates
     EDITS.mkdir(parents=True, exist_ok=True)
     report = {}
     for name, (source, target) in RULES.items():
@@ -76,7 +77,8 @@ def write_edits(args, model):
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / f"{name}.json"
                     edits.write(edit, path, rule)
-                    r = protocol.evaluate(model, path, ("ours",), args.validate, seed=3, cache_dir=args.cache)["ours"]
+                    r = protocol.evaluate(model, path, ("ours",), args.validate, seed=3, cache_dir=args.cache,
+                                           before=validation)["ours"]
                 rows.append({"candidate": i, "paste": edit.paste[0], "object": edit.object and edit.object[0],
                              "layer": layer, "effect": r["effect"], "collateral": r["collateral"]})
                 print(f"{name} candidate {i} (paste {edit.paste[0]}, object {rows[-1]['object']}) {layer}: "

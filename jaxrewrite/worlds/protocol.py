@@ -44,15 +44,16 @@ def apply(model, edit_path, variant="ours", layer=None, niter=2001, lr=0.05, fin
 
 
 def evaluate(model, edit_path, variants=tuple(VARIANTS), n=1000, seed=2, layer=None, cache_dir=None,
-             show_progress=False, **options):
-    """One row per variant: the metrics of `metrics.compare` plus time and loss."""
+             show_progress=False, before=None, **options):
+    """One row per variant: the metrics of `metrics.compare` plus time and loss. `before`:
+    the unedited images (`metrics.render` of n, seed), when the caller already has them."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     rule = edits.rule(edit_path)
     gen = model.generator()
     rw = Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
-    before = metrics.render(gen, model.params, n, seed)
+    before = metrics.render(gen, model.params, n, seed) if before is None else before
     rows = {}
     for variant in variants:
         try:
