@@ -28,6 +28,11 @@ timeout $(( $(left) * 35 / 100 )) python3 benchmarks/run.py --out "$OUT/run_gpu.
 JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(( $(left) * 25 / 100 )) python3 benchmarks/run.py --stages edits,stats \
     --out "$OUT/run_gpu_highest.json" 2>&1 | tee "$OUT/logs/run_highest.log" | grep -v "^{"
 
+# ... and where the 512-channel edit's iteration goes, in both precisions
+timeout 60 python3 benchmarks/profile_step.py --case stylegan2_512 --out "$OUT/logs/profile_512_tf32.json" | tee -a "$OUT/logs/run.log"
+JAX_DEFAULT_MATMUL_PRECISION=highest timeout 60 python3 benchmarks/profile_step.py --case stylegan2_512 \
+    --out "$OUT/logs/profile_512_float32.json" | tee -a "$OUT/logs/run.log"
+
 # 2. towns training while the parity tests run
 TRAIN=$(( $(left) - 45 )); [ $TRAIN -lt 60 ] && TRAIN=60
 cp benchmarks/runs/towns64_state.msgpack "$OUT/towns64_state.msgpack"
