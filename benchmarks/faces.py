@@ -83,8 +83,7 @@ def edit_specs():
     chosen by `python benchmarks/faces.py headwear`, see HEADWEAR_PAIR)."""
     from jaxrewrite.rewrite.editfile import Edit, encode_mask
 
-    labels = json.loads(LABELS.read_text())
-    spec = labels["glasses"]
+    spec = json.loads(LABELS.read_text())["glasses"]
     plain = [i for i in range(300) if i not in spec["yes"] + spec["unsure"]][:20]
     band = encode_mask(BAND)
     rule = {"layer": "layer3", "kind": "edit", "lr": LR, "attribute": "glasses"}
@@ -102,13 +101,18 @@ def edit_specs():
 HEADWEAR_PAIR = (0, 0)  # (bare donor, capped target) indices, chosen on held-out caps (README)
 
 
+def headwear_labels():
+    """(capped, bare-headed) image numbers of seed 1 by the hand labels (unsure ones in neither)."""
+    spec = json.loads(LABELS.read_text())["headwear"]
+    return spec["yes"], [i for i in range(300) if i not in spec["yes"] + spec["unsure"]]
+
+
 def headwear_edit(donor, target):
     """Copy the top of bare head number `donor` onto capped head number `target` (indices
     into the hand-labelled bare and capped lists of seed 1); context: the first 20 caps."""
     from jaxrewrite.rewrite.editfile import Edit, encode_mask
 
-    spec = json.loads(LABELS.read_text())["headwear"]
-    caps, bare = spec["yes"], [i for i in range(300) if i not in spec["yes"] + spec["unsure"]]
+    caps, bare = headwear_labels()
     top = encode_mask(faces.region(faces.HEAD_REGION))
     return Edit(object=(bare[donor], top), paste=(caps[target], top), key=tuple((n, top) for n in caps[:20]))
 
@@ -120,14 +124,13 @@ def choose_headwear(args, model):
     from jaxrewrite import images
     from jaxrewrite.rewrite.rewriter import Rewriter
 
-    spec = json.loads(LABELS.read_text())["headwear"]
-    caps, bare = spec["yes"], [i for i in range(300) if i not in spec["yes"] + spec["unsure"]]
+    caps, bare = headwear_labels()
     held, plain = caps[20:], bare[100:120]
     gen = model.generator()
     before = metrics.render(gen, model.params, 300, 1)
     top = faces.region(faces.HEAD_REGION)
     rw = Rewriter(model, "layer2", cache_dir=args.cache)
-    rows = []
+    rows, shown = [], {}
     for donor in range(args.donors):
         for target in range(args.targets):
             edit = headwear_edit(donor, target)
@@ -139,13 +142,11 @@ def choose_headwear(args, model):
                          "held_out_caps_detected": float(faces.detect(after[held], "headwear").mean()),
                          "held_out_caps_top_change": float(change[held][:, top].mean()),
                          "plain_change_outside": float(change[plain][:, ~top].mean())})
+            shown[donor, target] = after[held[:12]]
             print(json.dumps(rows[-1]), flush=True)
     best = min(rows, key=lambda r: (r["held_out_caps_detected"], r["plain_change_outside"]))
-    edit = headwear_edit(best["donor"], best["target"])
-    goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
-    params, _, _ = rw.insert(goal_in, goal_out, rw.key(edit.key, 1), "projected", 2001, 10, LR)
-    after = metrics.render(gen, params, 300, 1)
-    images.save(str(RESULTS / "faces_headwear_heldout.png"), np.concatenate([before[held[:12]], after[held[:12]]]), cols=12)
+    images.save(str(RESULTS / "faces_headwear_heldout.png"),
+                np.concatenate([before[held[:12]], shown[best["donor"], best["target"]]]), cols=12)
     record.save(RESULTS / "faces_headwear_candidates.json", {"held_out_caps": held, "rows": rows, "best": best})
     print(f"\nbest: {best}\n\n| donor \\ target | " + " | ".join(str(t) for t in range(args.targets)) + " |")
     print("|---" * (args.targets + 1) + "|")
