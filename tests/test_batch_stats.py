@@ -75,6 +75,8 @@ def test_sweep_and_compose(proggan_rw):
 
 def test_second_moment_matches_direct_computation(proggan_rw):
     gen, params = proggan_rw.gen, proggan_rw.model.params
+    # the keys are taken before the nearest upsample (4x fewer), compared below with the upsampled ones
+    assert gen.stats_cut("layer5.conv") == "layer5.up" and gen.stats_cut("layer4.conv") == "layer4.conv"
     c = stats.second_moment(gen, params, "layer5.conv", n=13, seed=3, batch_size=4)
     k = np.asarray(gen.upto(params, gen.inputs(z_dataset(13, gen.z_dim, 3)), "layer5.conv")["fmap"], np.float64)
     k = k.reshape(-1, k.shape[-1])

@@ -48,7 +48,7 @@ def block(name, upsample, gain, activation):
 
     steps = [("norm", norm)] + ([("up", up)] if upsample else []) + [("conv", conv), ("wscale", wscale)]
     steps.append(("clamp", act) if name.startswith("output_") else ("relu", act))
-    return [Layer(f"{name}.{n}", f) for n, f in steps]
+    return [Layer(f"{name}.{n}", f, replicates=n == "up") for n, f in steps]
 
 
 def build(params, config=None):

@@ -20,6 +20,9 @@ Bag = dict
 class Layer:
     name: str
     apply: Callable[[Any, Bag], Bag]
+    # Every output pixel copies one input pixel and every input pixel is copied equally often
+    # (nearest upsampling): per-pixel means such as the key statistics are the same on either side.
+    replicates: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +61,14 @@ class Generator:
         if start >= stop:
             raise ValueError(f"layer {first!r} comes after {last!r}")
         return self.run(params, bag, start, stop)
+
+    def stats_cut(self, name):
+        """The earliest layer whose input has the same per-pixel statistics as `name`'s input:
+        `name` itself, or the first of the replicating layers right before it."""
+        start = self.span(name)[0]
+        while start > 0 and self.layers[start - 1].replicates:
+            start -= 1
+        return self.names[start]
 
     def after(self, params, bag, name):
         """Everything after `name` (the rendering model)."""

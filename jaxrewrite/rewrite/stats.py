@@ -27,10 +27,12 @@ CACHE_VERSION = 1
 def key_sums_fn(gen, first):
     """jit: (params, z, image_numbers, weights) -> (Σ w·k kᵀ, Σ w·pixels) over a batch.
 
-    Cached per (generator, layer), so repeated statistics compile once per process."""
+    Keys are taken before any nearest upsampling that feeds `first` (same C from 4x fewer key
+    vectors). Cached per (generator, layer), so repeated statistics compile once per process."""
+    cut = gen.stats_cut(first)
 
     def sums(params, z, numbers, weights):
-        bag = gen.upto(params, gen.inputs(z, image_numbers=numbers), first)
+        bag = gen.upto(params, gen.inputs(z, image_numbers=numbers), cut)
         k = bag["fmap"]
         n, h, w, c = k.shape
         flat = (k * jnp.sqrt(weights)[:, None, None, None]).reshape(-1, c)
