@@ -37,6 +37,10 @@ def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.
     """The official `insert` (low_rank_insert): Adam on the whole weight; after the step of
     iteration `it`, when `it % piter == 0` or it is the last, W <- W0 - P(W0) + P(W).
 
+    The loop runs as step 0, then blocks of `piter` steps (a nested scan), then the rest, each
+    followed by one projection: the projection is computed only where it is applied (a
+    `jnp.where` would evaluate it on every step) and no conditional is needed.
+
     Returns (w1, losses [niter] measured before each step, snapshots [len(record), ...] of the
     weight after the Adam step and before the projection of each recorded iteration)."""
     loss_fn = l1(target, goal_in, goal_out, mask)
@@ -48,12 +52,24 @@ def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.
         loss, g = jax.value_and_grad(loss_fn)(w)
         w, m, v = adam(w, g, m, v, (it + 1).astype(w.dtype), lr)
         snaps = jnp.where((record == it)[(...,) + (None,) * w.ndim], w[None], snaps)
-        w = jnp.where((it % piter == 0) | (it == niter - 1), ortho + project(w, d), w)
         return (w, m, v, snaps), loss
 
+    def steps_then_project(state, first, length):
+        (w, m, v, snaps), losses = jax.lax.scan(step, state, first + jnp.arange(length))
+        return (ortho + project(w, d), m, v, snaps), losses
+
     zeros = jnp.zeros_like(w0)
-    init = (w0, zeros, zeros, jnp.zeros((record.shape[0],) + w0.shape, w0.dtype))
-    (w, _, _, snaps), losses = jax.lax.scan(step, init, jnp.arange(niter))
+    state = (w0, zeros, zeros, jnp.zeros((record.shape[0],) + w0.shape, w0.dtype))
+    state, losses = steps_then_project(state, 0, 1)
+    blocks, rest = divmod(niter - 1, piter)
+    if blocks:
+        state, block_losses = jax.lax.scan(lambda s, b: steps_then_project(s, 1 + b * piter, piter), state,
+                                           jnp.arange(blocks))
+        losses = jnp.concatenate([losses, block_losses.reshape(-1)])
+    if rest:
+        state, rest_losses = steps_then_project(state, 1 + blocks * piter, rest)
+        losses = jnp.concatenate([losses, rest_losses])
+    w, _, _, snaps = state
     return w, losses, snaps
 
 
