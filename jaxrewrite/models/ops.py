@@ -16,8 +16,8 @@ _patch_limit = 0
 
 @contextlib.contextmanager
 def patch_gemm(limit=1 << 22):
-    """Trace convolutions whose input stays fixed as one GEMM on precomputed patches (only
-    the kernel's gradient is cheap there; the input's is a k*k*C-wide one-hot convolution)."""
+    """Trace convolutions whose input stays fixed as one GEMM on precomputed patches (the
+    patches are k*k times the input: worth it only where they are computed once)."""
     global _patch_limit
     saved, _patch_limit = _patch_limit, limit
     try:
@@ -48,9 +48,14 @@ def _lax_conv(pads, dilation, x, kernel):
 
 
 def _patch_gemm(pads, dilation, x, kernel):
-    patches = lax.conv_general_dilated_patches(  # channels ordered (c, ky, kx)
-        x, kernel.shape[:2], (1, 1), pads, lhs_dilation=(dilation, dilation), dimension_numbers=_DN)
-    return patches @ kernel.transpose(2, 0, 1, 3).reshape(-1, kernel.shape[-1])
+    """patches [n, h, w, (ky, kx, c)] @ kernel [(ky, kx, c), o]: the patches are slices of the
+    padded input (cheap wherever the compiler leaves them), in the HWIO kernel's own order."""
+    kh, kw = kernel.shape[:2]
+    cfg = [(0, 0, 0)] + [(lo, hi, dilation - 1) for lo, hi in pads] + [(0, 0, 0)]
+    xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    oh, ow = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    patches = jnp.concatenate([xp[:, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)], axis=-1)
+    return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
 def conv(x, kernel, padding):
