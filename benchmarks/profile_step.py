@@ -5,8 +5,8 @@ CPU and on a lent GPU).
     python benchmarks/profile_step.py [--case stylegan2_512] [--niter 200]
 
 Stages: the target's forward + L1 loss, its gradient, Adam, the projection onto the key
-rows (every step here, as `jnp.where` evaluates it; `update.projected_adam` selects it on
-one step in `piter`). Differences between rows attribute the time.
+rows (every step here, selected by `jnp.where`; `update.projected_adam` computes it only on
+the steps that apply it). Differences between rows attribute the time.
 """
 
 import argparse

@@ -103,14 +103,17 @@ def main():
     models = list(bench_stats.models())
     towns = modelfile.load(zoo.resolve("towns64"))
     if "stats" in stages:
-        result["stats"] = [bench_stats.measure(name, m, layer, 200 * scale, 50) for name, m, layer in models]
-        result["stats"].append(bench_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000 * scale, 50))
-        if bench_edit.torch_version():  # the torch port covers ProGAN context models
-            theirs = torch_stats.measure("towns64-progan-64px", towns, "layer5.conv", 1000 * scale, 50, torch_device)
-            result["stats"][-1].update(torch_c_rel_diff=torch_stats.check(towns, "layer5.conv"),
-                                       torch_images_per_s=theirs["images_per_s"],
-                                       speedup=result["stats"][-1]["images_per_s"] / theirs["images_per_s"])
-        save()
+        runs = [(name, m, layer, 200 * scale) for name, m, layer in models]
+        runs.append(("towns64-progan-64px", towns, "layer5.conv", 1000 * scale))
+        for name, m, layer, n in runs:
+            result["stats"].append(bench_stats.measure(name, m, layer, n, 50))
+            if bench_edit.torch_version():
+                theirs = torch_stats.measure(name, m, layer, n, 50, torch_device)
+                result["stats"][-1].update(torch_c_rel_diff=torch_stats.check(m, layer, n=50),
+                                           torch_images_per_s=theirs["images_per_s"],
+                                           speedup=result["stats"][-1]["images_per_s"] / theirs["images_per_s"])
+            print(json.dumps(result["stats"][-1]), flush=True)
+            save()
     if "sampling" in stages:
         result["sampling"] = [sampling(name, m) for name, m, _ in models] + [sampling("towns64-progan-64px", towns)]
         save()

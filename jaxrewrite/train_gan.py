@@ -170,7 +170,7 @@ def _read(path):
         raise SystemExit(f"{path}: not a training state file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
-PHASE_KEYS = ("lr",)  # may change when a run resumes (a new phase); Adam's state does not depend on it
+PHASE_KEYS = ("lr", "ema_images")  # may change when a run resumes (a new phase); Adam's state does not depend on them
 
 
 def load_state(path, cfg):
@@ -258,6 +258,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, help="new runs only (default 0)")
     p.add_argument("--widths", help="new runs only: G and D widths from 4x4 up, e.g. 128,128,128,64,32")
     p.add_argument("--lr", type=float, help="learning rate (default 0.002); on a resume, a new phase from here on")
+    p.add_argument("--ema-images", type=float, help="EMA half-life in images (default 10000); on a resume, a new phase")
     a = p.parse_args(argv)
     given = {k: v for k, v in [("batch", a.batch), ("seed", a.seed)] if v is not None}
     if a.widths:
@@ -270,8 +271,7 @@ def main(argv=None):
                              "a resume keeps the stored config")
     else:
         cfg = config(**given)
-    if a.lr is not None:
-        cfg = {**cfg, "lr": a.lr}
+    cfg = {**cfg, **{k: v for k, v in [("lr", a.lr), ("ema_images", a.ema_images)] if v is not None}}
     os.makedirs(os.path.dirname(os.path.abspath(a.state)), exist_ok=True)
     max_seconds = None if a.max_minutes is None else 60 * a.max_minutes
     train(a.state, a.steps, cfg, a.export, a.save_every, max_seconds=max_seconds, workers=a.workers)

@@ -77,12 +77,14 @@ def test_a_corrupt_state_file_is_one_line_error(runs, tmp_path, content):
         train_gan.main(["--state", str(bad), "--steps", "9"])
 
 
-def test_a_resume_may_start_a_learning_rate_phase(runs, tmp_path):
+def test_a_resume_may_start_a_learning_rate_or_ema_phase(runs, tmp_path):
     _, a, _, _, state = runs
     copy = tmp_path / "state.msgpack"
     copy.write_bytes(state.read_bytes())
-    train_gan.main(["--state", str(copy), "--steps", str(int(a["step"]) + 1), "--lr", "0.0005"])
+    train_gan.main(["--state", str(copy), "--steps", str(int(a["step"]) + 1), "--lr", "0.0005",
+                    "--ema-images", "50000"])
     assert train_gan.stored_config(str(copy))["lr"] == 0.0005
-    train_gan.main(["--state", str(copy), "--steps", str(int(a["step"]) + 2)])  # the phase's lr is kept
+    train_gan.main(["--state", str(copy), "--steps", str(int(a["step"]) + 2)])  # the phase's settings are kept
     assert train_gan.stored_config(str(copy))["lr"] == 0.0005
+    assert train_gan.stored_config(str(copy))["ema_images"] == 50000
     assert int(train_gan.load_state(str(copy), train_gan.stored_config(str(copy)))["step"]) == int(a["step"]) + 2
