@@ -90,6 +90,39 @@ def gemm_flops(case):
     return 2 * 2 * pixels * kh * kw * in_c * out_c
 
 
+def step_bytes(case):
+    """Bytes one iteration must move at least: Adam reads the weight and both moments and
+    writes them back, the gradient is written and read (8 weight-sized passes); the GEMMs
+    read the patches twice (forward, gradient) and write/read the output and its gradient."""
+    w = np.asarray(case["weight"])
+    out_c, in_c, kh, kw = w.shape[-4:]
+    pixels = int(np.prod(np.shape(case["goal_out"])[-2:]))
+    return 4 * (8 * out_c * in_c * kh * kw + 2 * pixels * kh * kw * in_c + 2 * pixels * out_c)
+
+
+def xla_step_cost(case, lr=0.05):
+    """XLA's own count (compiled cost analysis) of one iteration, gradient + Adam: FLOPs and
+    bytes accessed summed over its fused operations (cache-resident traffic included)."""
+    target, w0, d, gi, go = jax_problem(case)
+    loss_fn = update.l1(target, gi, go)
+
+    def step(w, m, v):
+        _, g = jax.value_and_grad(loss_fn)(w)
+        return update.adam(w, g, m, v, 1.0, lr)
+
+    cost = jax.jit(step).lower(w0, w0, w0).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {"flops": float(cost.get("flops", np.nan)), "bytes": float(cost.get("bytes accessed", np.nan))}
+
+
+def copy_rate(mbytes=256, repeats=5):
+    """Bytes/s read + written by an elementwise pass over a large float32 array (the memory floor)."""
+    a = jnp.ones((mbytes * 2 ** 18,), jnp.float32)
+    f = jax.jit(lambda a: a + 1)
+    jax.block_until_ready(f(a))
+    return 2 * a.nbytes / min(_timed(lambda: f(a)) for _ in range(repeats))
+
+
 def matmul_rate(n=None, repeats=5):
     """FLOP/s of XLA's float32 matmul (default precision, as the edit runs) on n x n matrices:
     the machine's GEMM floor. n = 2048 on a CPU, 8192 on an accelerator (big enough to fill it)."""
@@ -114,15 +147,23 @@ def torch_version():
     return torch.__version__
 
 
-def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=(), torch_device="cpu"):
-    """One row: JAX seconds per edit, its GEMM floor at `rate` FLOP/s, the torch loop (when
-    torch is installed) on `torch_device` and n vmapped edits for each n in `vmaps`."""
+def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=(), torch_device="cpu",
+                 bandwidth=None):
+    """One row: JAX seconds per edit, its GEMM floor at `rate` FLOP/s (and its memory floor at
+    `bandwidth` bytes/s), the torch loop (when torch is installed) on `torch_device` and n
+    vmapped edits for each n in `vmaps`."""
     case = torch_official.CASES[name]()
     row = {"case": name, "niter": niter}
     row["jax_s"] = time_jax(case, niter, repeats=repeats)["seconds"]
     row["gemm_flops_per_iter"] = int(gemm_flops(case))
     row["floor_s"] = row["gemm_flops_per_iter"] * niter / rate
     row["fraction_of_floor"] = row["floor_s"] / row["jax_s"]
+    row["min_bytes_per_iter"] = int(step_bytes(case))
+    xla = xla_step_cost(case)
+    row["xla_flops_per_iter"], row["xla_bytes_per_iter"] = xla["flops"], xla["bytes"]
+    if bandwidth:
+        row["memory_floor_s"] = row["min_bytes_per_iter"] * niter / bandwidth
+        row["fraction_of_roofline"] = max(row["floor_s"], row["memory_floor_s"]) / row["jax_s"]
     if torch_version():
         t = torch_official.time_torch_insert(case, torch_niter, device=torch_device, threads=threads or os.cpu_count())
         row["torch_device"] = torch_device
@@ -144,13 +185,14 @@ def main():
     ap.add_argument("--cases", default="stylegan2,proggan,stylegan2_512")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "edit.json"))
     args = ap.parse_args()
-    rows, rate = [], matmul_rate()
-    print(f"matmul floor: {rate / 1e9:.1f} GFLOP/s (2048^2 float32)", flush=True)
+    rows, rate, bandwidth = [], matmul_rate(), copy_rate()
+    print(f"matmul floor: {rate / 1e9:.1f} GFLOP/s (2048^2 float32); copy {bandwidth / 1e9:.1f} GB/s", flush=True)
     for name in args.cases.split(","):
         rows.append(measure_case(name, rate, args.niter, args.torch_niter, args.threads, args.repeats,
-                                 [args.vmap] if args.vmap > 1 else []))
+                                 [args.vmap] if args.vmap > 1 else [], bandwidth=bandwidth))
         print(json.dumps(rows[-1]), flush=True)
-    record.save(args.out, {"matmul_flops_per_s": rate, "rows": rows}, torch=torch_version())
+    record.save(args.out, {"matmul_flops_per_s": rate, "copy_bytes_per_s": bandwidth, "rows": rows},
+                torch=torch_version())
     print(f"{'case':15s} {'jax s/edit':>11s} {'floor s':>8s} {'of floor':>9s} {'torch s/edit':>13s} {'speedup':>8s} "
           f"{'vmap cost':>10s}")
     for r in rows:
