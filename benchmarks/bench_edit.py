@@ -115,12 +115,13 @@ def xla_step_cost(case, lr=0.05):
     return {"flops": float(cost.get("flops", np.nan)), "bytes": float(cost.get("bytes accessed", np.nan))}
 
 
-def copy_rate(mbytes=256, repeats=5):
-    """Bytes/s read + written by an elementwise pass over a large float32 array (the memory floor)."""
-    a = jnp.ones((mbytes * 2 ** 18,), jnp.float32)
-    f = jax.jit(lambda a: a + 1)
+def copy_rate(nbytes=256 << 20, passes=20, repeats=3):
+    """Bytes/s read + written by elementwise passes over a float32 array of `nbytes` (run as
+    one compiled loop, so small arrays are timed in cache and not by dispatch)."""
+    a = jnp.ones((max(nbytes // 4, 1),), jnp.float32)
+    f = jax.jit(lambda a: jax.lax.fori_loop(0, passes, lambda i, x: x * 0.5 + 1.0, a))
     jax.block_until_ready(f(a))
-    return 2 * a.nbytes / min(_timed(lambda: f(a)) for _ in range(repeats))
+    return 2 * a.nbytes * passes / min(_timed(lambda: f(a)) for _ in range(repeats))
 
 
 def matmul_rate(n=None, repeats=5):
@@ -147,11 +148,10 @@ def torch_version():
     return torch.__version__
 
 
-def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=(), torch_device="cpu",
-                 bandwidth=None):
-    """One row: JAX seconds per edit, its GEMM floor at `rate` FLOP/s (and its memory floor at
-    `bandwidth` bytes/s), the torch loop (when torch is installed) on `torch_device` and n
-    vmapped edits for each n in `vmaps`."""
+def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=(), torch_device="cpu"):
+    """One row: JAX seconds per edit, its GEMM floor at `rate` FLOP/s and its memory floor, the
+    torch loop (when torch is installed) on `torch_device` and n vmapped edits for each n in
+    `vmaps`."""
     case = torch_official.CASES[name]()
     row = {"case": name, "niter": niter}
     row["jax_s"] = time_jax(case, niter, repeats=repeats)["seconds"]
@@ -161,9 +161,11 @@ def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=
     row["min_bytes_per_iter"] = int(step_bytes(case))
     xla = xla_step_cost(case)
     row["xla_flops_per_iter"], row["xla_bytes_per_iter"] = xla["flops"], xla["bytes"]
-    if bandwidth:
-        row["memory_floor_s"] = row["min_bytes_per_iter"] * niter / bandwidth
-        row["fraction_of_roofline"] = max(row["floor_s"], row["memory_floor_s"]) / row["jax_s"]
+    # the memory floor at the copy rate for this step's working set (weight, gradient and
+    # Adam's moments): in cache for the small layers, from memory for the 512-channel one
+    row["copy_bytes_per_s"] = copy_rate(4 * int(np.asarray(case["weight"]).size) * 4)
+    row["memory_floor_s"] = row["min_bytes_per_iter"] * niter / row["copy_bytes_per_s"]
+    row["fraction_of_roofline"] = max(row["floor_s"], row["memory_floor_s"]) / row["jax_s"]
     if torch_version():
         t = torch_official.time_torch_insert(case, torch_niter, device=torch_device, threads=threads or os.cpu_count())
         row["torch_device"] = torch_device
@@ -189,7 +191,7 @@ def main():
     print(f"matmul floor: {rate / 1e9:.1f} GFLOP/s (2048^2 float32); copy {bandwidth / 1e9:.1f} GB/s", flush=True)
     for name in args.cases.split(","):
         rows.append(measure_case(name, rate, args.niter, args.torch_niter, args.threads, args.repeats,
-                                 [args.vmap] if args.vmap > 1 else [], bandwidth=bandwidth))
+                                 [args.vmap] if args.vmap > 1 else []))
         print(json.dumps(rows[-1]), flush=True)
     record.save(args.out, {"matmul_flops_per_s": rate, "copy_bytes_per_s": bandwidth, "rows": rows},
                 torch=torch_version())

@@ -87,7 +87,7 @@ def main():
 
     rate, bandwidth = bench_edit.matmul_rate(), bench_edit.copy_rate()
     print(f"device {jax.devices()[0]}; matmul floor {rate / 1e9:.1f} GFLOP/s (float32, default precision); "
-          f"copy {bandwidth / 1e9:.1f} GB/s read + written", flush=True)
+          f"copy {bandwidth / 1e9:.1f} GB/s read + written (256 MiB)", flush=True)
     result = {"matmul_flops_per_s": rate, "copy_bytes_per_s": bandwidth,
               "matmul_precision": str(jax.config.jax_default_matmul_precision),
               "edits": [], "stats": [], "sampling": [], "sweep": None}
@@ -98,7 +98,7 @@ def main():
     for name in cases if "edits" in stages else []:
         result["edits"].append(bench_edit.measure_case(name, rate, args.niter, args.torch_niter, repeats=2,
                                                        vmaps=vmaps if name != "stylegan2_512" else [],
-                                                       torch_device=torch_device, bandwidth=bandwidth))
+                                                       torch_device=torch_device))
         print(json.dumps(result["edits"][-1]), flush=True)
         save()
     scale = 1 if jax.default_backend() == "cpu" else 10  # an accelerator needs more images to time
@@ -130,13 +130,13 @@ def main():
     for r in stats_rows:
         print(f"| {r['model']} `{r['layer']}` | {r['images_per_s']:.1f} | {r['keys_per_s']:,.0f} | "
               f"{r.get('torch_images_per_s', float('nan')):.1f} | {r.get('speedup', float('nan')):.1f}x |")
-    print("\n| case | JAX s/edit | GEMM floor s | of floor | memory floor s | MB/iteration (min / XLA) | "
+    print("\n| case | JAX s/edit | GEMM floor s | of floor | memory floor s (copy GB/s) | MB/iteration (min / XLA) | "
           "PyTorch s/edit | speed-up | " + " | ".join(f"{n} vmapped / 1" for n in vmaps) + " |")
     print("|---" * (8 + len(vmaps)) + "|")
     for r in edit_rows:
         cells = [f"{r.get(f'vmap{n}_cost_vs_one', float('nan')):.2f}" for n in vmaps]
         print(f"| {r['case']} | {r['jax_s']:.2f} | {r['floor_s']:.2f} | {r['fraction_of_floor']:.0%} | "
-              f"{r.get('memory_floor_s', float('nan')):.2f} | "
+              f"{r['memory_floor_s']:.2f} ({r['copy_bytes_per_s'] / 1e9:.0f}) | "
               f"{r['min_bytes_per_iter'] / 1e6:.2f} / {r['xla_bytes_per_iter'] / 1e6:.2f} | "
               f"{r.get('torch_s', float('nan')):.2f} | {r.get('speedup', float('nan')):.1f}x | " + " | ".join(cells) + " |")
     if sweep_row:
