@@ -46,16 +46,17 @@ def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=Fa
     batch_size = sharding.round_up(batch_size)
     fn = key_sums_fn(gen, first)
     zs = z_dataset(n, gen.z_dim, seed)
-    total, count = None, 0.0
+    total, count, pending = 0.0, 0.0, None
     starts = range(0, n, batch_size)
     for start in progress(starts, len(starts), f"key statistics ({n} images)") if show_progress else starts:
         numbers = np.arange(start, start + batch_size)
         valid = numbers < n
         z = np.where(valid[:, None], zs[np.minimum(numbers, n - 1)], 0).astype(np.float32)
-        s, c = fn(params, *sharding.split(z, numbers.astype(np.int32), valid.astype(np.float32)))
-        s = np.asarray(s, np.float64)
-        total = s if total is None else total + s
-        count += float(c)
+        batch = fn(params, *sharding.split(z, numbers.astype(np.int32), valid.astype(np.float32)))
+        if pending is not None:  # the previous batch is read back while this one runs
+            total, count = total + np.asarray(pending[0], np.float64), count + float(pending[1])
+        pending = batch
+    total, count = total + np.asarray(pending[0], np.float64), count + float(pending[1])
     return total / count
 
 
