@@ -80,24 +80,25 @@ def time_jax_vmap(case, niter, n, piter=10, lr=0.05):
     return {"seconds": min(_timed(lambda: run(*args)) for _ in range(2))}
 
 
+def _dims(case):
+    """(P output pixels, K = k*k*C_in, O = C_out) of a case's edit GEMMs."""
+    out_c, in_c, kh, kw = np.shape(case["weight"])[-4:]
+    return int(np.prod(np.shape(case["goal_out"])[-2:])), kh * kw * in_c, out_c
+
+
 def gemm_flops(case):
     """FLOPs of one iteration's two GEMMs: the target's forward (P x K x O) and the weight
-    gradient (K x P x O), P output pixels, K = k*k*C_in, O = C_out (everything else in the
-    step is elementwise and small)."""
-    w = np.asarray(case["weight"])
-    out_c, in_c, kh, kw = w.shape[-4:]
-    pixels = np.prod(np.shape(case["goal_out"])[-2:])
-    return 2 * 2 * pixels * kh * kw * in_c * out_c
+    gradient (K x P x O) (everything else in the step is elementwise and small)."""
+    pixels, k, o = _dims(case)
+    return 2 * 2 * pixels * k * o
 
 
 def step_bytes(case):
     """Bytes one iteration must move at least: Adam reads the weight and both moments and
     writes them back, the gradient is written and read (8 weight-sized passes); the GEMMs
     read the patches twice (forward, gradient) and write/read the output and its gradient."""
-    w = np.asarray(case["weight"])
-    out_c, in_c, kh, kw = w.shape[-4:]
-    pixels = int(np.prod(np.shape(case["goal_out"])[-2:]))
-    return 4 * (8 * out_c * in_c * kh * kw + 2 * pixels * kh * kw * in_c + 2 * pixels * out_c)
+    pixels, k, o = _dims(case)
+    return 4 * (8 * k * o + 2 * pixels * k + 2 * pixels * o)
 
 
 def xla_step_cost(case, lr=0.05):
@@ -163,7 +164,8 @@ def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=
     row["xla_flops_per_iter"], row["xla_bytes_per_iter"] = xla["flops"], xla["bytes"]
     # the memory floor at the copy rate for this step's working set (weight, gradient and
     # Adam's moments): in cache for the small layers, from memory for the 512-channel one
-    row["copy_bytes_per_s"] = copy_rate(4 * int(np.asarray(case["weight"]).size) * 4)
+    _, k, o = _dims(case)
+    row["copy_bytes_per_s"] = copy_rate(4 * k * o * 4)
     row["memory_floor_s"] = row["min_bytes_per_iter"] * niter / row["copy_bytes_per_s"]
     row["fraction_of_roofline"] = max(row["floor_s"], row["memory_floor_s"]) / row["jax_s"]
     if torch_version():

@@ -67,7 +67,7 @@ def stylegan2_context(params, layer, noise_batch=10, lr_mlp=0.01, device="cpu"):
         p = params[f"layer{m}"]["conv" if m == 2 else "sconv"]
         kernel = np.asarray(p["mconv"]["dconv"]["kernel"])
         mod = p["mconv"]["modulation"]
-        convs.append({"upsample": m >= 3 and m % 2 == 1, "lat": m - 2, "kernel": t(kernel),
+        convs.append({"upsample": m >= 3 and m % 2 == 1, "kernel": t(kernel),
                       "mod": (t(mod["kernel"]) / math.sqrt(mod["kernel"].shape[0]), t(mod["bias"])),
                       "fir": t(p["mconv"]["blur"]["kernel"]) if "blur" in p["mconv"] else None,
                       "strength": t(p["noise"]["strength"]), "bias": t(p["activate"]["bias"])})

@@ -46,17 +46,20 @@ def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=Fa
     batch_size = sharding.round_up(batch_size)
     fn = key_sums_fn(gen, first)
     zs = z_dataset(n, gen.z_dim, seed)
-    total, count, pending = 0.0, 0.0, None
+    total, count, pending = 0.0, 0.0, []
+
+    def read_back(result):  # float64 on the host
+        return total + np.asarray(result[0], np.float64), count + float(result[1])
+
     starts = range(0, n, batch_size)
     for start in progress(starts, len(starts), f"key statistics ({n} images)") if show_progress else starts:
         numbers = np.arange(start, start + batch_size)
         valid = numbers < n
         z = np.where(valid[:, None], zs[np.minimum(numbers, n - 1)], 0).astype(np.float32)
-        batch = fn(params, *sharding.split(z, numbers.astype(np.int32), valid.astype(np.float32)))
-        if pending is not None:  # the previous batch is read back while this one runs
-            total, count = total + np.asarray(pending[0], np.float64), count + float(pending[1])
-        pending = batch
-    total, count = total + np.asarray(pending[0], np.float64), count + float(pending[1])
+        pending.append(fn(params, *sharding.split(z, numbers.astype(np.int32), valid.astype(np.float32))))
+        if len(pending) == 2:  # the previous batch is read back while this one runs
+            total, count = read_back(pending.pop(0))
+    total, count = read_back(pending.pop())
     return total / count
 
 
