@@ -62,11 +62,10 @@ def cmd_sample(args):
     model = _load(args.model)
     gen = _generator(model, args)
     run = jax.jit(lambda params, z, **kw: gen(params, z, **kw))
-    z = z_dataset(args.n, gen.z_dim, args.seed)
-    out = []
+    z, params, out = z_dataset(args.n, gen.z_dim, args.seed), jax.device_put(model.params), []
     for start in range(0, args.n, args.batch_size):
         numbers = np.arange(start, min(start + args.batch_size, args.n))
-        out.append(np.asarray(run(model.params, z[numbers], **_noise_inputs(args, numbers))))
+        out.append(np.asarray(run(params, z[numbers], **_noise_inputs(args, numbers))))
     images.save(args.out, np.concatenate(out))
     print(f"{args.n} images (seed {args.seed}) -> {args.out}")
 

@@ -7,6 +7,7 @@ first: each host then feeds its own local devices (`jax.local_devices()`), and s
 computed per host can be summed.
 """
 
+import functools
 import math
 
 import jax
@@ -18,9 +19,21 @@ def devices():
     return jax.local_devices()
 
 
+@functools.cache
+def _mesh():
+    return Mesh(np.array(devices()), ("data",))
+
+
 def leading_axis():
     """Sharding that splits axis 0 over all local devices."""
-    return NamedSharding(Mesh(np.array(devices()), ("data",)), PartitionSpec("data"))
+    return NamedSharding(_mesh(), PartitionSpec("data"))
+
+
+def replicate(tree):
+    """The tree on every local device. Put parameters there once before a loop of jitted calls:
+    host (numpy) arguments are copied to the device again on every call (the whole model per
+    batch: 100 MB for a 256 px StyleGAN2)."""
+    return jax.device_put(tree, NamedSharding(_mesh(), PartitionSpec()))
 
 
 def round_up(n):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -77,7 +78,8 @@ def test_second_moment_matches_direct_computation(proggan_rw):
     gen, params = proggan_rw.gen, proggan_rw.model.params
     # the keys are taken before the nearest upsample (4x fewer), compared below with the upsampled ones
     assert gen.stats_cut("layer5.conv") == "layer5.up" and gen.stats_cut("layer4.conv") == "layer4.conv"
-    c = stats.second_moment(gen, params, "layer5.conv", n=13, seed=3, batch_size=4)
+    with jax.transfer_guard_host_to_device("disallow"):  # numpy parameters go to the device once, explicitly
+        c = stats.second_moment(gen, params, "layer5.conv", n=13, seed=3, batch_size=4)
     k = np.asarray(gen.upto(params, gen.inputs(z_dataset(13, gen.z_dim, 3)), "layer5.conv")["fmap"], np.float64)
     k = k.reshape(-1, k.shape[-1])
     np.testing.assert_allclose(c, k.T @ k / len(k), rtol=1e-5, atol=1e-7 * np.abs(c).max())
@@ -104,10 +106,13 @@ def test_cache_is_used_and_corruption_recomputed(proggan_rw, tmp_path):
 SHARDED = """
 import numpy as np, jax, factories, checkpoints_convert as cc
 from test_batch_stats import EDITS, edit_batch
+from jaxrewrite import sharding
 from jaxrewrite.rewrite import batch, stats
 from jaxrewrite.rewrite.rewriter import Rewriter
 assert jax.local_device_count() == 4
 model = cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
+for leaf in jax.tree_util.tree_leaves(sharding.replicate(model.params)):
+    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 4, leaf.sharding
 gen = model.generator()
 c = stats.second_moment(gen, model.params, "layer5.conv", n=13, seed=3, batch_size=6)
 w, losses = batch.insert_many(*edit_batch(Rewriter(model, "layer5", stats_samples=20)), niter=15)

@@ -44,7 +44,7 @@ def key_sums_fn(gen, first):
 def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=False):
     """C [c, c] float64 over image numbers 0..n-1 of `seed` (official default: n=1000)."""
     batch_size = sharding.round_up(batch_size)
-    fn = key_sums_fn(gen, first)
+    fn, params = key_sums_fn(gen, first), sharding.replicate(params)
     zs = z_dataset(n, gen.z_dim, seed)
     total, count, pending = 0.0, 0.0, []
 
@@ -104,8 +104,7 @@ def unit_quantiles(gen, params, first, n, seed=1, batch_size=10, levels=1001, ma
     """[levels, C] quantiles of each key unit over the data set (a fixed random subsample of at
     most `max_pixels` key vectors), for the 'gandissect' key method."""
     fn = jax.jit(lambda p, z, numbers: gen.upto(p, gen.inputs(z, image_numbers=numbers), first)["fmap"])
-    zs = z_dataset(n, gen.z_dim, seed)
-    chunks = []
+    zs, params, chunks = z_dataset(n, gen.z_dim, seed), sharding.replicate(params), []
     for start in range(0, n, batch_size):
         numbers = np.arange(start, min(start + batch_size, n))
         k = np.asarray(fn(params, zs[numbers], numbers))

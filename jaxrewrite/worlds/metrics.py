@@ -63,7 +63,7 @@ def compare(before, after, source, target, radius=3):
 
 def render(gen, params, n, seed, batch=100):
     """Image numbers 0..n-1 of `seed`, in batches (numpy NHWC)."""
-    run = jax.jit(lambda p, z: gen(p, z))
+    run, params = jax.jit(lambda p, z: gen(p, z)), jax.device_put(params)
     return np.concatenate([np.asarray(run(params, z_for(range(s, min(s + batch, n)), gen.z_dim, seed)))
                            for s in range(0, n, batch)])
 
