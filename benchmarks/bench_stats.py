@@ -46,7 +46,7 @@ def measure(name, model, layer, n, batch):
     bag = jax.eval_shape(lambda p, z: gen.upto(p, gen.inputs(z), layer), model.params,
                          np.zeros((1, gen.z_dim), np.float32))
     h, w = bag["fmap"].shape[1:3]
-    return {"model": name, "layer": layer, "channels": int(c.shape[0]), "n": n,
+    return {"model": name, "layer": layer, "channels": int(c.shape[0]), "n": n, "batch": batch,
             "seconds": seconds, "images_per_s": n / seconds, "keys_per_s": n * h * w / seconds,
             "first_batch_seconds": first_batch}
 

@@ -1,16 +1,14 @@
 #!/bin/bash
 # Everything this project measures on a lent GPU, in one command that fits one lease:
-# the performance table (benchmarks/run.py, torch on the same GPU), the golden parity tests on
-# the GPU, and two towns training runs continued on the GPU until the deadline: towns64
-# (widths 64,64,64,32,16) and towns64w (64,64,64,64,32, begun in the first lease; its domes
-# are closer than towns64's, its trunks further: both are carried on until one meets the
-# quality target).
+# the performance table (benchmarks/run.py, torch on the same GPU) in TF32 and in float32,
+# the statistics again at batches of 500 (an accelerator's batch), where the 512-channel
+# edit's iteration goes, and the golden parity tests on the GPU.
 #
 #   bash benchmarks/gpu_lease.sh OUTDIR SECONDS [GOLDEN_DIR]
 #
-# OUTDIR gets run_gpu.json, logs.tgz and the training states; SECONDS is the wall-time budget
-# of the whole script. GOLDEN_DIR (a copy of ../shared/golden) is linked to ../shared/golden
-# when that is missing, as on the device machine, where only the checkout travels.
+# OUTDIR gets run_gpu*.json and logs.tgz; SECONDS is the wall-time budget of the whole
+# script. GOLDEN_DIR (a copy of ../shared/golden) is linked to ../shared/golden when that is
+# missing, as on the device machine, where only the checkout travels.
 set -u
 OUT=$1; BUDGET=$2; GOLDEN=${3:-}
 START=$(date +%s)
@@ -23,28 +21,23 @@ if [ -n "$GOLDEN" ] && [ ! -e ../shared/golden ]; then mkdir -p ../shared && ln 
 } > "$OUT/logs/env.txt" 2>&1
 cat "$OUT/logs/env.txt"
 
-# 1. the performance table, alone on the GPU
+# 1. the performance table
 timeout $(( $(left) * 35 / 100 )) python3 benchmarks/run.py --out "$OUT/run_gpu.json" 2>&1 | tee "$OUT/logs/run.log" | grep -v "^{"
-# ... and in float32 (XLA's GPU default is TF32), edits and statistics only
-JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(( $(left) * 25 / 100 )) python3 benchmarks/run.py --stages edits,stats \
+# ... in float32 (XLA's GPU default is TF32), edits and statistics only
+JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(( $(left) * 30 / 100 )) python3 benchmarks/run.py --stages edits,stats \
     --out "$OUT/run_gpu_highest.json" 2>&1 | tee "$OUT/logs/run_highest.log" | grep -v "^{"
+# ... and the statistics at batches of 500, both loops
+timeout $(( $(left) * 30 / 100 )) python3 benchmarks/run.py --stages stats --stats-batch 500 \
+    --out "$OUT/run_gpu_stats500.json" 2>&1 | tee "$OUT/logs/run_stats500.log" | grep -v "^{"
 
-# ... and where the 512-channel edit's iteration goes, in both precisions
+# 2. where the 512-channel edit's iteration goes, in both precisions
 timeout 60 python3 benchmarks/profile_step.py --case stylegan2_512 --out "$OUT/logs/profile_512_tf32.json" | tee -a "$OUT/logs/run.log"
 JAX_DEFAULT_MATMUL_PRECISION=highest timeout 60 python3 benchmarks/profile_step.py --case stylegan2_512 \
     --out "$OUT/logs/profile_512_float32.json" | tee -a "$OUT/logs/run.log"
 
-# 2. towns training while the parity tests run
-TRAIN=$(( $(left) - 45 )); [ $TRAIN -lt 60 ] && TRAIN=60
-for RUN in towns64 towns64w; do
-  cp benchmarks/runs/${RUN}_state.msgpack "$OUT/${RUN}_state.msgpack"
-  python3 -m jaxrewrite.train_gan --state "$OUT/${RUN}_state.msgpack" --steps 1000000 \
-      --max-minutes $(python3 -c "print($TRAIN / 60 - 0.6)") --workers 6 --save-every 60 > "$OUT/logs/train_${RUN}.log" 2>&1 &
-done
-timeout $(( TRAIN - 30 )) python3 -m pytest -q -p no:cacheprovider tests/test_rewrite_golden.py tests/test_golden_parity.py \
+# 3. golden parity on the GPU
+timeout $(( $(left) - 15 )) python3 -m pytest -q -p no:cacheprovider tests/test_rewrite_golden.py tests/test_golden_parity.py \
     tests/test_update.py > "$OUT/logs/parity.log" 2>&1
 tail -n 3 "$OUT/logs/parity.log"
-wait
-tail -n 2 "$OUT"/logs/train_*.log
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -r "$OUT/logs"
 ls -la "$OUT"

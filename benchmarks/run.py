@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--skip-large", action="store_true", help="leave out the 512-channel StyleGAN2 layer")
     ap.add_argument("--cache", default=zoo.cache_dir())
     ap.add_argument("--stages", default="edits,stats,sampling,sweep", help="which of the four to run")
+    ap.add_argument("--stats-batch", type=int, default=50, help="images per statistics batch (both loops)")
     ap.add_argument("--torch-device", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "run.json"))
     args = ap.parse_args()
@@ -107,10 +108,11 @@ def main():
     if "stats" in stages:
         runs = [(name, m, layer, 200 * scale) for name, m, layer in models]
         runs.append(("towns64-progan-64px", towns, "layer5.conv", 1000 * scale))
+        runs = [(name, m, layer, max(n, 10 * args.stats_batch)) for name, m, layer, n in runs]
         for name, m, layer, n in runs:
-            result["stats"].append(bench_stats.measure(name, m, layer, n, 50))
+            result["stats"].append(bench_stats.measure(name, m, layer, n, args.stats_batch))
             if bench_edit.torch_version():
-                theirs = torch_stats.measure(name, m, layer, n, 50, torch_device)
+                theirs = torch_stats.measure(name, m, layer, n, args.stats_batch, torch_device)
                 result["stats"][-1].update(torch_c_rel_diff=torch_stats.check(m, layer, n=50),
                                            torch_images_per_s=theirs["images_per_s"],
                                            speedup=result["stats"][-1]["images_per_s"] / theirs["images_per_s"])
