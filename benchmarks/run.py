@@ -1,6 +1,6 @@
-"""The whole performance table in one command: sampling, key statistics, seconds per edit
-against the PyTorch port of the official loop and against the GEMM floor, vmapped edits and
-the sweep helper. Prints markdown tables and writes `results/run.json` (machine, date,
+"""The whole performance table in one command: sampling and key statistics against torch
+ports of the same generators, seconds per edit against the PyTorch port of the official
+loop and against the GEMM floor, vmapped edits and the sweep helper. Prints markdown tables and writes `results/run.json` (machine, date,
 versions, command).
 
     python benchmarks/run.py                  # everything (about 10 min on 2 CPU cores with torch)
@@ -119,15 +119,22 @@ def main():
             print(json.dumps(result["stats"][-1]), flush=True)
             save()
     if "sampling" in stages:
-        result["sampling"] = [sampling(name, m) for name, m, _ in models] + [sampling("towns64-progan-64px", towns)]
-        save()
+        for name, m in [(name, m) for name, m, _ in models] + [("towns64-progan-64px", towns)]:
+            result["sampling"].append(sampling(name, m))
+            if bench_edit.torch_version():
+                theirs = torch_stats.sampling(m, 32, device=torch_device)
+                result["sampling"][-1].update(torch_image_rel_diff=torch_stats.image_check(m), torch_images_per_s=theirs,
+                                              speedup=result["sampling"][-1]["images_per_s"] / theirs)
+            print(json.dumps(result["sampling"][-1]), flush=True)
+            save()
     if "sweep" in stages and (GOLDEN / "proggan").exists():
         result["sweep"] = time_sweep(args.niter, args.cache)
         save()
     sample_rows, stats_rows, edit_rows, sweep_row = (result[k] for k in ("sampling", "stats", "edits", "sweep"))
-    print("\n| model | images/s (sampling, batch 32) |\n|---|---|")
+    print("\n| model | images/s (sampling, batch 32) | PyTorch images/s | speed-up |\n|---|---|---|---|")
     for r in sample_rows:
-        print(f"| {r['model']} | {r['images_per_s']:.1f} |")
+        print(f"| {r['model']} | {r['images_per_s']:.1f} | {r.get('torch_images_per_s', float('nan')):.1f} | "
+              f"{r.get('speedup', float('nan')):.1f}x |")
     print("\n| model, layer | images/s | key vectors/s | PyTorch images/s | speed-up |\n|---|---|---|---|---|")
     for r in stats_rows:
         print(f"| {r['model']} `{r['layer']}` | {r['images_per_s']:.1f} | {r['keys_per_s']:,.0f} | "
