@@ -83,14 +83,14 @@ def edit_specs():
     chosen by `python benchmarks/faces.py headwear`, see HEADWEAR_PAIR)."""
     from jaxrewrite.rewrite.editfile import Edit, encode_mask
 
-    spec = json.loads(LABELS.read_text())["glasses"]
-    plain = [i for i in range(300) if i not in spec["yes"] + spec["unsure"]][:20]
+    spectacled, plain = faces.split_labels(json.loads(LABELS.read_text())["glasses"])
+    plain = plain[:20]
     band = encode_mask(BAND)
     rule = {"layer": "layer3", "kind": "edit", "lr": LR, "attribute": "glasses"}
     return {
         "glasses": (Edit(object=(68, band), paste=(plain[0], band), key=tuple((n, band) for n in plain)),
                     {**rule, "effect": "add"}),
-        "no_glasses": (Edit(object=(9, band), paste=(69, band), key=tuple((n, band) for n in spec["yes"][:20])),
+        "no_glasses": (Edit(object=(9, band), paste=(69, band), key=tuple((n, band) for n in spectacled[:20])),
                        {**rule, "effect": "remove"}),
         "no_headwear": (headwear_edit(*HEADWEAR_PAIR), {
             "layer": "layer2", "kind": "edit", "lr": LR, "attribute": "headwear", "effect": "remove",
@@ -103,8 +103,7 @@ HEADWEAR_PAIR = (0, 0)  # (bare donor, capped target) indices, chosen on held-ou
 
 def headwear_labels():
     """(capped, bare-headed) image numbers of seed 1 by the hand labels (unsure ones in neither)."""
-    spec = json.loads(LABELS.read_text())["headwear"]
-    return spec["yes"], [i for i in range(300) if i not in spec["yes"] + spec["unsure"]]
+    return faces.split_labels(json.loads(LABELS.read_text())["headwear"])
 
 
 def headwear_edit(donor, target):

@@ -107,6 +107,12 @@ def auc(scores, labels):
     return float(np.mean(pos[:, None] > neg[None]) + 0.5 * np.mean(pos[:, None] == neg[None]))
 
 
+def split_labels(spec, n=300):
+    """(with, without) image numbers from a hand-label entry {"yes": [...], "unsure": [...]}
+    over image numbers 0..n-1: unsure ones are in neither."""
+    return list(spec["yes"]), [i for i in range(n) if i not in spec["yes"] + spec["unsure"]]
+
+
 @functools.lru_cache(maxsize=None)
 def detectors():
     """The shipped fits: {attribute: {mean, std, w, b, threshold, tpr, fpr, cv_auc}}."""

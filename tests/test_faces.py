@@ -89,9 +89,8 @@ def test_no_headwear_edit_on_held_out_caps(faces_model, tmp_path):
     path = zoo.shipped_edit("dcgan-faces", "no_headwear")
     rule = json.loads(Path(path).read_text())["jaxrewrite"]
     edit = read_edit(path)
-    spec = json.loads(LABELS.read_text())["headwear"]
-    held = spec["yes"][20:]
-    bare = [i for i in range(300) if i not in spec["yes"] + spec["unsure"]][100:120]
+    caps, bare = faces.split_labels(json.loads(LABELS.read_text())["headwear"])
+    held, bare = caps[20:], bare[100:120]
     assert not set(held) & ({n for n, _ in edit.key} | {edit.paste[0], edit.object[0]})
     edited, _ = apply_edit(faces_model, rule["layer"], edit, lr=rule["lr"], cache_dir=str(tmp_path))
     gen = faces_model.generator()
