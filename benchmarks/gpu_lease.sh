@@ -1,8 +1,8 @@
 #!/bin/bash
 # Everything this project measures on a lent GPU, in one command that fits one lease:
 # the performance table (benchmarks/run.py, torch on the same GPU) in TF32 and in float32,
-# the statistics again at batches of 500 (an accelerator's batch), where the 512-channel
-# edit's iteration goes, and the golden parity tests on the GPU.
+# the statistics again at batches of 500 (an accelerator's batch), where a statistics batch's
+# and the 512-channel edit's iteration's time goes, and the golden parity tests on the GPU.
 #
 #   bash benchmarks/gpu_lease.sh OUTDIR SECONDS [GOLDEN_DIR]
 #
@@ -30,7 +30,8 @@ JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(( $(left) * 30 / 100 )) python3 b
 timeout $(( $(left) * 30 / 100 )) python3 benchmarks/run.py --stages stats --stats-batch 500 \
     --out "$OUT/run_gpu_stats500.json" 2>&1 | tee "$OUT/logs/run_stats500.log" | grep -v "^{"
 
-# 2. where the 512-channel edit's iteration goes, in both precisions
+# 2. where a statistics batch's time goes (host share vs compute), and the 512-channel edit's iteration
+timeout 120 python3 benchmarks/profile_stats.py --out "$OUT/logs/profile_stats.json" | tee -a "$OUT/logs/run.log"
 timeout 60 python3 benchmarks/profile_step.py --case stylegan2_512 --out "$OUT/logs/profile_512_tf32.json" | tee -a "$OUT/logs/run.log"
 JAX_DEFAULT_MATMUL_PRECISION=highest timeout 60 python3 benchmarks/profile_step.py --case stylegan2_512 \
     --out "$OUT/logs/profile_512_float32.json" | tee -a "$OUT/logs/run.log"

@@ -24,9 +24,9 @@ def _mesh():
     return Mesh(np.array(devices()), ("data",))
 
 
-def leading_axis():
-    """Sharding that splits axis 0 over all local devices."""
-    return NamedSharding(_mesh(), PartitionSpec("data"))
+def along(axis=0):
+    """Sharding that splits `axis` over all local devices."""
+    return NamedSharding(_mesh(), PartitionSpec(*[None] * axis, "data"))
 
 
 def replicate(tree):
@@ -41,9 +41,9 @@ def round_up(n):
     return math.ceil(n / len(devices())) * len(devices())
 
 
-def split(*arrays):
-    """Put arrays on the devices, split along axis 0 (its length must be a multiple of the count)."""
-    sharding = leading_axis()
+def split(*arrays, axis=0):
+    """Put arrays on the devices, split along `axis` (its length must be a multiple of the count)."""
+    sharding = along(axis)
     return [jax.device_put(a, sharding) for a in arrays]
 
 

@@ -83,6 +83,9 @@ def test_second_moment_matches_direct_computation(proggan_rw):
     k = np.asarray(gen.upto(params, gen.inputs(z_dataset(13, gen.z_dim, 3)), "layer5.conv")["fmap"], np.float64)
     k = k.reshape(-1, k.shape[-1])
     np.testing.assert_allclose(c, k.T @ k / len(k), rtol=1e-5, atol=1e-7 * np.abs(c).max())
+    # 13 batches of one image: two calls of 7 (stats.CHUNK = 8), the last batch padded with weight 0
+    np.testing.assert_allclose(stats.second_moment(gen, params, "layer5.conv", n=13, seed=3, batch_size=1), c,
+                               rtol=1e-5, atol=1e-7 * np.abs(c).max())
     z = stats.zca(c)
     np.testing.assert_allclose(z @ c @ z, np.eye(len(c)), atol=1e-4)
     x = np.random.default_rng(0).standard_normal((3, len(c)))

@@ -2,8 +2,9 @@
 
 Keys are the feature vectors (channels) entering the rewritten weight, one per pixel of every
 sample of the z data set. Batches run under `jit` (sharded over all local devices when there
-are several) and their partial sums are accumulated in float64 on the host. Results are
-cached on disk, keyed by everything that changes them.
+are several), `CHUNK` of them per call as one `lax.scan`, and the chunks' partial sums are
+accumulated in float64 on the host. Results are cached on disk, keyed by everything that
+changes them.
 """
 
 import functools
@@ -21,22 +22,34 @@ from ..progress import progress
 from ..zdataset import z_dataset
 
 CACHE_VERSION = 1
+# Batches per call: one dispatch, one transfer of z and one read-back per chunk instead of
+# per batch (the host's share of a batch on a GPU), float32 sums over at most CHUNK batches.
+CHUNK = 8
 
 
 @functools.lru_cache(maxsize=32)
 def key_sums_fn(gen, first):
-    """jit: (params, z, image_numbers, weights) -> (Σ w·k kᵀ, Σ w·pixels) over a batch.
+    """jit: (params, z [K, B, z_dim], image_numbers [K, B], weights [K, B]) ->
+    (Σ w·k kᵀ, Σ w·pixels) over K batches of B.
 
     Keys are taken before any nearest upsampling that feeds `first` (same C from 4x fewer key
     vectors). Cached per (generator, layer), so repeated statistics compile once per process."""
     cut = gen.stats_cut(first)
 
-    def sums(params, z, numbers, weights):
+    def batch_sums(params, z, numbers, weights):
         bag = gen.upto(params, gen.inputs(z, image_numbers=numbers), cut)
         k = bag["fmap"]
         n, h, w, c = k.shape
         flat = (k * jnp.sqrt(weights)[:, None, None, None]).reshape(-1, c)
         return flat.T @ flat, jnp.sum(weights) * h * w
+
+    def sums(params, zs, numbers, weights):
+        def add(total, batch):
+            return jax.tree.map(jnp.add, total, batch_sums(params, *batch)), None
+
+        shapes = jax.eval_shape(batch_sums, params, zs[0], numbers[0], weights[0])
+        zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return jax.lax.scan(add, zero, (zs, numbers, weights))[0]
 
     return jax.jit(sums)
 
@@ -47,17 +60,19 @@ def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=Fa
     fn, params = key_sums_fn(gen, first), sharding.replicate(params)
     zs = z_dataset(n, gen.z_dim, seed)
     total, count, pending = 0.0, 0.0, []
+    batches = -(-n // batch_size)
+    chunk = -(-batches // -(-batches // CHUNK))  # batches per call, as even as can be (the last is padded)
 
     def read_back(result):  # float64 on the host
         return total + np.asarray(result[0], np.float64), count + float(result[1])
 
-    starts = range(0, n, batch_size)
+    starts = range(0, n, chunk * batch_size)
     for start in progress(starts, len(starts), f"key statistics ({n} images)") if show_progress else starts:
-        numbers = np.arange(start, start + batch_size)
+        numbers = np.arange(start, start + chunk * batch_size).reshape(chunk, batch_size)
         valid = numbers < n
-        z = np.where(valid[:, None], zs[np.minimum(numbers, n - 1)], 0).astype(np.float32)
-        pending.append(fn(params, *sharding.split(z, numbers.astype(np.int32), valid.astype(np.float32))))
-        if len(pending) == 2:  # the previous batch is read back while this one runs
+        z = np.where(valid[..., None], zs[np.minimum(numbers, n - 1)], 0).astype(np.float32)
+        pending.append(fn(params, *sharding.split(z, numbers.astype(np.int32), valid.astype(np.float32), axis=1)))
+        if len(pending) == 2:  # the previous chunk is read back while this one runs
             total, count = read_back(pending.pop(0))
     total, count = read_back(pending.pop())
     return total / count
