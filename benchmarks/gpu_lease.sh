@@ -42,5 +42,10 @@ timeout $(cap 90) python3 benchmarks/profile_stats.py --out "$OUT/logs/profile_s
 timeout $(cap 45) python3 benchmarks/profile_step.py --case stylegan2_512 --out "$OUT/logs/profile_512_tf32.json" | tee -a "$OUT/logs/run.log"
 JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(cap 45) python3 benchmarks/profile_step.py --case stylegan2_512 \
     --out "$OUT/logs/profile_512_float32.json" | tee -a "$OUT/logs/run.log"
+# ... and with the whole loop as CUDA graphs (XLA command buffers including while loops):
+# the small layers' iterations are ~20 dependent kernels, launch latency rather than arithmetic
+XLA_FLAGS=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL \
+    timeout $(cap 45) python3 benchmarks/profile_step.py --case proggan --out "$OUT/logs/profile_proggan_graphs.json" | tee -a "$OUT/logs/run.log"
+timeout $(cap 45) python3 benchmarks/profile_step.py --case proggan --out "$OUT/logs/profile_proggan.json" | tee -a "$OUT/logs/run.log"
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -r "$OUT/logs"
 ls -la "$OUT"
