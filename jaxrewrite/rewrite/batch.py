@@ -8,7 +8,6 @@ noise, drawn per feature-map shape, then comes from the padded shape.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .. import sharding
@@ -46,20 +45,18 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     goal_in, goal_out, mask = stack_goals(goals)
     n = len(goals)
     padded = sharding.round_up(n)
-    params = rw.model.params
-    w0 = jnp.asarray(get(params, rw.weight_path))
 
-    def one(gi, go, m, d, lr):
-        target = lambda w, x: rw.target(params, w, x)
+    def one(params, gi, go, m, d, lr):  # params are an argument, not constants baked into the program
+        target, w0 = (lambda w, x: rw.target(params, w, x)), get(params, rw.weight_path)
         if method == "lambda":
             return update.lambda_adam(target, w0, d, gi, go, niter, lr, mask=m)
         w, losses, _ = update.projected_adam(target, w0, d, gi, go, niter, piter, lr, mask=m)
         return w, losses
 
-    run = jax.jit(jax.vmap(one))
+    run = jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0)))
     batched = [goal_in, goal_out, mask, np.asarray(contexts, np.float32), np.asarray(lrs, np.float32)]
     batched = jax.tree.map(lambda x: sharding.split(sharding.pad(x, padded))[0], batched)
-    w, losses = run(*batched)
+    w, losses = run(sharding.replicate(rw.model.params), *batched)
     return np.asarray(w)[:n], np.asarray(losses)[:n]
 
 

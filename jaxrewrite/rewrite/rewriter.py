@@ -64,6 +64,8 @@ class Rewriter:
             self.model, self.stats_options, self.first, self.stats_samples, self.seed, 50, self.cache_dir,
             self.show_progress)
         self.zca_matrix = stats.zca(self.c_matrix)
+        # on the device once: every jitted call would copy host (numpy) parameters again
+        self.device_params = jax.device_put(self.model.params)
         gen, first, last = self.gen, self.first, self.last
         self._context = jax.jit(lambda p, z: gen.upto(p, gen.inputs(z), first))
         self._value = jax.jit(lambda p, bag: gen.between(p, bag, first, last))
@@ -73,11 +75,11 @@ class Rewriter:
 
     def context(self, numbers):
         """The bag entering the rewritten weight, for these image numbers (one image per row)."""
-        return jax.tree_util.tree_map(np.asarray, self._context(self.model.params, z_for(numbers, self.gen.z_dim, self.seed)))
+        return jax.tree_util.tree_map(np.asarray, self._context(self.device_params, z_for(numbers, self.gen.z_dim, self.seed)))
 
     def value(self, bag):
         """The target's output bag (its `fmap` is the value map) with the original weights."""
-        return jax.tree_util.tree_map(np.asarray, self._value(self.model.params, bag))
+        return jax.tree_util.tree_map(np.asarray, self._value(self.device_params, bag))
 
     def target(self, params, w, bag):
         with ops.patch_gemm():  # the goal input is fixed through the whole optimisation
@@ -129,8 +131,8 @@ class Rewriter:
 
     def insert(self, goal_in, goal_out, d, method="projected", niter=2001, piter=10, lr=0.05, record=()):
         """New params, losses and recorded snapshots; raises if the optimisation diverges."""
-        params = self.model.params
-        w0 = jnp.asarray(get(params, self.weight_path))
+        params = self.device_params
+        w0 = get(params, self.weight_path)
         goal_in = {k: jnp.asarray(v) for k, v in goal_in.items()}
         goal_out = jnp.asarray(goal_out["fmap"])
         target = lambda p, w, x: self.target(p, w, x)
@@ -152,7 +154,7 @@ class Rewriter:
         w1, losses = np.asarray(w1), np.asarray(losses)
         if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(losses))):
             raise FloatingPointError("the optimisation diverged (NaN/inf); the model is left unchanged")
-        return replace(params, self.weight_path, w1), losses, snaps
+        return replace(self.model.params, self.weight_path, w1), losses, snaps
 
     def edited(self, params):
         return Model(self.model.arch, params, self.model.config, self.model.source)
