@@ -119,7 +119,7 @@ def unit_quantiles(gen, params, first, n, seed=1, batch_size=10, levels=1001, ma
     """[levels, C] quantiles of each key unit over the data set (a fixed random subsample of at
     most `max_pixels` key vectors), for the 'gandissect' key method."""
     fn = jax.jit(lambda p, z, numbers: gen.upto(p, gen.inputs(z, image_numbers=numbers), first)["fmap"])
-    zs, params, chunks = z_dataset(n, gen.z_dim, seed), sharding.replicate(params), []
+    zs, params, chunks = z_dataset(n, gen.z_dim, seed), jax.device_put(params), []  # unsharded: one device
     for start in range(0, n, batch_size):
         numbers = np.arange(start, min(start + batch_size, n))
         k = np.asarray(fn(params, zs[numbers], numbers))
