@@ -1,7 +1,7 @@
 """The whole performance table in one command: sampling and key statistics against torch
 ports of the same generators, seconds per edit against the PyTorch port of the official
-loop and against the GEMM floor, vmapped edits and the sweep helper. Prints markdown tables and writes `results/run.json` (machine, date,
-versions, command).
+loop and against the GEMM floor, vmapped edits and the sweep helper. Prints markdown tables
+and writes `results/run.json` (machine, date, versions, command).
 
     python benchmarks/run.py                  # everything (about 10 min on 2 CPU cores with torch)
     python benchmarks/run.py --skip-large     # without the 512-channel layer (about 2 min)

@@ -2,9 +2,9 @@
 
 Statistics split their image batch (axis 1 of a chunk of batches), batched edits their edit
 axis; parameters (`replicate`) and everything else stay replicated. Under `jit`, XLA's SPMD
-partitioner turns the sharded inputs into one program per device. On several hosts, call `jax.distributed.initialize()`
-first: each host then feeds its own local devices (`jax.local_devices()`), and statistics
-computed per host can be summed.
+partitioner turns the sharded inputs into one program per device. On several hosts, call
+`jax.distributed.initialize()` first: each host then feeds its own local devices
+(`jax.local_devices()`), and statistics computed per host can be summed.
 """
 
 import functools

@@ -56,7 +56,7 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     run = jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0)))
     batched = [goal_in, goal_out, mask, np.asarray(contexts, np.float32), np.asarray(lrs, np.float32)]
     batched = jax.tree.map(lambda x: sharding.split(sharding.pad(x, padded))[0], batched)
-    w, losses = run(sharding.replicate(rw.model.params), *batched)
+    w, losses = run(sharding.replicate(rw.device_params), *batched)  # already on a device: no host copy
     return np.asarray(w)[:n], np.asarray(losses)[:n]
 
 
