@@ -19,17 +19,21 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_edit  # noqa: E402
 import bench_stats  # noqa: E402
 import record  # noqa: E402
+import torch_official  # noqa: E402
 import torch_stats  # noqa: E402
 
-from jaxrewrite import modelfile, zoo  # noqa: E402
+from jaxrewrite import modelfile, xla, zoo  # noqa: E402
 from jaxrewrite.rewrite.batch import sweep  # noqa: E402
 from jaxrewrite.rewrite.editfile import read_edit  # noqa: E402
+from jaxrewrite.rewrite.rewriter import Rewriter  # noqa: E402
+from jaxrewrite.tree import get  # noqa: E402
 from jaxrewrite.zdataset import z_for  # noqa: E402
 
 GOLDEN = ROOT.parent / "shared" / "golden"
@@ -38,7 +42,7 @@ GOLDEN = ROOT.parent / "shared" / "golden"
 def sampling(name, model, batch=32, seconds=5.0):
     """Images per second of the jitted generator (compiled first), over batches for `seconds`."""
     gen = model.generator()
-    run = jax.jit(lambda p, z: gen(p, z))
+    run = xla.jit(lambda p, z: gen(p, z))
     params, z = jax.device_put((model.params, z_for(range(batch), gen.z_dim, 0)))  # on the device once
     jax.block_until_ready(run(params, z))
     t, done = time.perf_counter(), 0
@@ -48,18 +52,47 @@ def sampling(name, model, batch=32, seconds=5.0):
     return {"model": name, "batch": batch, "images_per_s": done / (time.perf_counter() - t)}
 
 
-def time_sweep(niter, cache):
-    """The sweep helper on the golden ProGAN edit: 2 layers x 2 ranks x 2 learning rates."""
+SWEEP = dict(layers=["layer4", "layer5"], ranks=[1, 2], lrs=[0.05, 0.01])
+
+
+def time_sweep(niter, cache, torch_device=None):
+    """The sweep helper on the golden ProGAN edit (2 layers x 2 ranks x 2 learning rates) and,
+    with `torch_device`, the same 8 edits as the official loop runs them: one after another."""
     import checkpoints_convert as cc
 
     model = cc.load_model(str(GOLDEN / "proggan" / "weights.pt"))
     edit = read_edit(str(GOLDEN / "proggan" / "edit_request.json"))
-    layers, ranks, lrs = ["layer4", "layer5"], [1, 2], [0.05, 0.01]
-    sweep(model, edit, layers, ranks, lrs, niter=niter, cache_dir=cache)  # statistics cached, compiled
+    sweep(model, edit, **SWEEP, niter=niter, cache_dir=cache)  # statistics cached, compiled
     t = time.perf_counter()
-    rows = sweep(model, edit, layers, ranks, lrs, niter=niter, cache_dir=cache)
+    rows = sweep(model, edit, **SWEEP, niter=niter, cache_dir=cache)
     seconds = time.perf_counter() - t
-    return {"edits": len(rows), "seconds": seconds, "seconds_per_edit": seconds / len(rows)}
+    result = {"edits": len(rows), "seconds": seconds, "seconds_per_edit": seconds / len(rows)}
+    if torch_device:
+        theirs = torch_sweep(model, edit, niter, cache, torch_device)
+        ours = np.array([r["loss_end"] for r in rows])
+        result.update(torch_seconds=theirs["seconds"], speedup=theirs["seconds"] / seconds,
+                      torch_loss_end_max_rel_diff=float(np.max(np.abs(ours - theirs["loss_end"]) / theirs["loss_end"])))
+    return result
+
+
+def torch_sweep(model, edit, niter, cache, device):
+    """Seconds of the official loop (`torch_official.insert`) over the sweep's edits, and their
+    final losses. Goals and keys come from jaxrewrite, untimed (the sweep's own time includes
+    them); ProGAN's target is the bare convolution."""
+    nchw = lambda x: np.asarray(x).transpose(0, 3, 1, 2)
+    seconds, losses = 0.0, []
+    for layer in SWEEP["layers"]:
+        rw = Rewriter(model, layer, cache_dir=cache)
+        goal_in, goal_out = rw.copy_paste_goal(edit)[:2]
+        case = dict(arch="proggan", weight=get(model.params, rw.weight_path).transpose(3, 2, 0, 1),
+                    goal_in=nchw(goal_in["fmap"]), goal_out=nchw(goal_out["fmap"]))
+        for rank in SWEEP["ranks"]:
+            args = torch_official.to_torch(dict(case, key=rw.key(edit.key, rank)), device)
+            for lr in SWEEP["lrs"]:
+                t = time.perf_counter()
+                losses.append(torch_official.insert(*args, niter=niter, lr=lr)[1][-1])  # .item() every step syncs
+                seconds += time.perf_counter() - t
+    return {"seconds": seconds, "loss_end": np.array(losses)}
 
 
 def _torch_device():
@@ -128,7 +161,7 @@ def main():
             print(json.dumps(result["sampling"][-1]), flush=True)
             save()
     if "sweep" in stages and (GOLDEN / "proggan").exists():
-        result["sweep"] = time_sweep(args.niter, args.cache)
+        result["sweep"] = time_sweep(args.niter, args.cache, torch_device if bench_edit.torch_version() else None)
         save()
     sample_rows, stats_rows, edit_rows, sweep_row = (result[k] for k in ("sampling", "stats", "edits", "sweep"))
     print("\n| model | images/s (sampling, batch 32) | PyTorch images/s | speed-up |\n|---|---|---|---|")
@@ -150,7 +183,8 @@ def main():
               f"{r.get('torch_s', float('nan')):.2f} | {r.get('speedup', float('nan')):.1f}x | " + " | ".join(cells) + " |")
     if sweep_row:
         print(f"\nsweep (golden ProGAN, layers 4-5 x ranks 1-2 x 2 lr): {sweep_row['edits']} edits in "
-              f"{sweep_row['seconds']:.1f}s, {sweep_row['seconds_per_edit']:.2f} s/edit")
+              f"{sweep_row['seconds']:.1f}s, {sweep_row['seconds_per_edit']:.2f} s/edit; PyTorch loop "
+              f"{sweep_row.get('torch_seconds', float('nan')):.1f}s, speed-up {sweep_row.get('speedup', float('nan')):.1f}x")
 
 
 if __name__ == "__main__":

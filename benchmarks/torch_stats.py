@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from jaxrewrite import xla
 from jaxrewrite.zdataset import z_dataset
 
 
@@ -223,12 +224,11 @@ def sampling(model, batch=32, seconds=5.0, device="cpu"):
 
 def image_check(model, n=4):
     """Relative max difference between torch's images and jaxrewrite's (same noise rows)."""
-    import jax
     import torch
 
     gen = model.generator(**({"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}))
     z = _z(model, n)
-    ours = np.asarray(jax.jit(lambda p, z: gen(p, z, image_numbers=np.arange(n)))(model.params, z.numpy()))
+    ours = np.asarray(xla.jit(lambda p, z: gen(p, z, image_numbers=np.arange(n)))(model.params, z.numpy()))
     with torch.no_grad():
         theirs = context_for(model, None)(z, torch.arange(n)).permute(0, 2, 3, 1).numpy()
     return float(np.abs(ours - theirs).max() / np.abs(theirs).max())

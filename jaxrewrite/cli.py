@@ -8,6 +8,7 @@ import sys
 import jax
 import numpy as np
 
+from jaxrewrite import xla
 from jaxrewrite.worlds import VARIANTS
 from jaxrewrite.zoo import cache_dir
 
@@ -61,7 +62,7 @@ def cmd_sample(args):
     images.check_path(args.out)
     model = _load(args.model)
     gen = _generator(model, args)
-    run = jax.jit(lambda params, z, **kw: gen(params, z, **kw))
+    run = xla.jit(lambda params, z, **kw: gen(params, z, **kw))
     z, params, out = z_dataset(args.n, gen.z_dim, args.seed), jax.device_put(model.params), []
     for start in range(0, args.n, args.batch_size):
         numbers = np.arange(start, min(start + args.batch_size, args.n))

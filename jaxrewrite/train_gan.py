@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from . import modelfile
+from . import modelfile, xla
 from .atomic import atomic_write
 from .models import ops, proggan
 from .worlds import towns
@@ -141,7 +141,7 @@ def _make_step(items):
         new = dict(state, key=key, d=d, g=g, d_opt=d_opt, g_opt=g_opt, ema=ema, step=state["step"] + 1)
         return new, {"d_loss": ld, "g_loss": lg}
 
-    return jax.jit(step, static_argnums=2, donate_argnums=0), optimizer
+    return xla.jit(step, static_argnums=2, donate_argnums=0), optimizer
 
 
 def init_state(cfg):

@@ -4,12 +4,12 @@ Tolerance: max error <= 1e-4 of the reference's magnitude (float32; the official
 themselves move by ~1e-6 between thread counts, ours agree to ~1e-6).
 """
 
-import jax
 import numpy as np
 import pytest
 from conftest import nchw, rel_err
 
 import checkpoints_convert as cc
+from jaxrewrite import xla
 import numpy_reference
 
 TOL = 1e-4
@@ -37,7 +37,7 @@ def _generator(model, noise_batch):
 def test_images(models, golden, arch, kind, noise_batch):
     s = np.load(golden / arch / "samples.npz")
     gen = _generator(models[arch], noise_batch)
-    images = jax.jit(lambda p, z: gen(p, z))(models[arch].params, s["z"])
+    images = xla.jit(lambda p, z: gen(p, z))(models[arch].params, s["z"])
     assert images.shape == (8, 32, 32, 3)
     assert rel_err(nchw(images), s[kind]) < TOL
 

@@ -8,6 +8,7 @@ import pytest
 from conftest import nchw, rel_err
 
 import checkpoints_convert as cc
+from jaxrewrite import xla
 import factories
 import numpy_reference
 
@@ -24,7 +25,7 @@ def test_stylegan2_other_sizes(size, style_dim, n_mlp, channels):
     model = cc.convert(sd)
     z = rng.standard_normal((3, style_dim)).astype(np.float32)
     gen = model.generator(noise_batch=3)
-    images = jax.jit(lambda p, z: gen(p, z))(model.params, z)
+    images = xla.jit(lambda p, z: gen(p, z))(model.params, z)
     chex.assert_shape(images, (3, size, size, 3))
     assert rel_err(nchw(images), numpy_reference.stylegan2(sd, z, np.arange(3), 3)) < TOL
     single = model.generator(noise_batch=1)(model.params, z)
@@ -49,7 +50,7 @@ def test_dcgan_matches_numpy_reference():
     model = cc.convert({"netG_state_dict": sd, "epoch": 3})
     assert model.config["strides"] == [1, 2, 2, 2, 2]
     z = rng.standard_normal((3, 16)).astype(np.float32)
-    images = jax.jit(lambda p, z: model.generator()(p, z))(model.params, z)
+    images = xla.jit(lambda p, z: model.generator()(p, z))(model.params, z)
     chex.assert_shape(images, (3, 64, 64, 3))
     assert rel_err(nchw(images), numpy_reference.dcgan(sd, z, [1, 2, 2, 2, 2], [0, 1, 1, 1, 1])) < TOL
     # eval-mode BatchNorm matters: without running statistics the output differs

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxrewrite import xla
 from jaxrewrite.models import ops
 from jaxrewrite.rewrite import update
 
@@ -46,7 +47,7 @@ def test_projection_is_idempotent_and_orthogonal(seed):
 @pytest.mark.parametrize("target", [linear, nonlinear])
 def test_updates_stay_in_span(seed, target):
     w0, d, goal_in, goal_out = _problem(seed)
-    w1, losses, _ = jax.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, 50, 10, 0.05))(
+    w1, losses, _ = xla.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, 50, 10, 0.05))(
         w0, d, goal_in, goal_out)
     assert _outside_span(w1 - w0, d) < 1e-5
     assert losses[-1] < losses[0]

@@ -1,9 +1,9 @@
 """What an edit leaves for inspection: statistics, context, weights (PyTorch layout), losses,
 goals and before/after images (NCHW, as the official arrays)."""
 
-import jax
 import numpy as np
 
+from .. import xla
 from ..atomic import atomic_write
 from ..tree import get
 from ..zdataset import z_for
@@ -11,7 +11,7 @@ from ..zdataset import z_for
 
 def render(rw, params, numbers):
     """Images (NHWC) of these image numbers, one per call as the official rewriter renders."""
-    run = jax.jit(lambda p, z: rw.gen(p, z))
+    run = xla.jit(lambda p, z: rw.gen(p, z))
     return np.asarray(run(params, z_for(numbers, rw.gen.z_dim, rw.seed)))
 
 

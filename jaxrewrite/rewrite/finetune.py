@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .. import xla
 from ..tree import flatten, unflatten
 from ..zdataset import z_for
 from . import goals
@@ -28,7 +29,7 @@ def trainable(path):
 def rgb_goal(gen, params, edit, seed=1):
     """(z of the paste image, pasted RGB image [1, H, W, 3], paste box)."""
     (o_num, o_mask), (p_num, p_mask) = edit.object, edit.paste
-    render = jax.jit(lambda p, z: gen(p, z))
+    render = xla.jit(lambda p, z: gen(p, z))
     obj = np.asarray(render(params, z_for([o_num], gen.z_dim, seed)))
     z = z_for([p_num], gen.z_dim, seed)
     host = np.asarray(render(params, z))
@@ -56,7 +57,7 @@ def finetune(gen, params, z, target, box, niter=20001, lr=0.01):
 
     opt = optax.adam(lr)
 
-    @partial(jax.jit, donate_argnums=0)
+    @partial(xla.jit, donate_argnums=0)
     def step(state):
         train, opt_state = state
         loss, grads = jax.value_and_grad(loss_fn)(train)

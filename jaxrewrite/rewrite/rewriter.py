@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import xla
 from ..modelfile import Model
 from ..models import ops
 from ..tree import get, replace
@@ -67,8 +68,8 @@ class Rewriter:
         # on the device once: every jitted call would copy host (numpy) parameters again
         self.device_params = jax.device_put(self.model.params)
         gen, first, last = self.gen, self.first, self.last
-        self._context = jax.jit(lambda p, z: gen.upto(p, gen.inputs(z), first))
-        self._value = jax.jit(lambda p, bag: gen.between(p, bag, first, last))
+        self._context = xla.jit(lambda p, z: gen.upto(p, gen.inputs(z), first))
+        self._value = xla.jit(lambda p, bag: gen.between(p, bag, first, last))
         probe = self.context([0])
         self.k_hw = probe["fmap"].shape[1:3]
         self.v_hw = self.value(probe)["fmap"].shape[1:3]
@@ -138,16 +139,16 @@ class Rewriter:
         target = lambda p, w, x: self.target(p, w, x)
         snaps = None
         if method == "projected":
-            run = jax.jit(lambda p, w0, d, gi, go: update.projected_adam(
+            run = xla.jit(lambda p, w0, d, gi, go: update.projected_adam(
                 lambda w, x: target(p, w, x), w0, d, gi, go, niter, piter, lr, record))
             w1, losses, snaps = run(params, w0, d, goal_in, goal_out)
         elif method == "lambda":
-            run = jax.jit(lambda p, w0, d, gi, go: update.lambda_adam(lambda w, x: target(p, w, x), w0, d, gi, go, niter, lr))
+            run = xla.jit(lambda p, w0, d, gi, go: update.lambda_adam(lambda w, x: target(p, w, x), w0, d, gi, go, niter, lr))
             w1, losses = run(params, w0, d, goal_in, goal_out)
         elif method == "closed":
             if self.first != self.last:
                 raise ValueError(f"the closed form needs a linear target; {self.first}..{self.last} is not")
-            run = jax.jit(lambda p, w0, d, gi, go: update.closed_form(lambda w, x: target(p, w, x), w0, d, gi, go))
+            run = xla.jit(lambda p, w0, d, gi, go: update.closed_form(lambda w, x: target(p, w, x), w0, d, gi, go))
             w1, losses = run(params, w0, d, goal_in, goal_out)
         else:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

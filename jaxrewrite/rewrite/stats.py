@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import sharding
+from .. import sharding, xla
 from ..atomic import atomic_write
 from ..progress import progress
 from ..zdataset import z_dataset
@@ -51,7 +51,7 @@ def key_sums_fn(gen, first):
         zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return jax.lax.scan(add, zero, (zs, numbers, weights))[0]
 
-    return jax.jit(sums)
+    return xla.jit(sums)
 
 
 def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=False):
@@ -118,7 +118,7 @@ def cached_second_moment(model, gen_options, first, n, seed, batch_size, cache_d
 def unit_quantiles(gen, params, first, n, seed=1, batch_size=10, levels=1001, max_pixels=200_000):
     """[levels, C] quantiles of each key unit over the data set (a fixed random subsample of at
     most `max_pixels` key vectors), for the 'gandissect' key method."""
-    fn = jax.jit(lambda p, z, numbers: gen.upto(p, gen.inputs(z, image_numbers=numbers), first)["fmap"])
+    fn = xla.jit(lambda p, z, numbers: gen.upto(p, gen.inputs(z, image_numbers=numbers), first)["fmap"])
     zs, params, chunks = z_dataset(n, gen.z_dim, seed), jax.device_put(params), []  # unsharded: one device
     for start in range(0, n, batch_size):
         numbers = np.arange(start, min(start + batch_size, n))

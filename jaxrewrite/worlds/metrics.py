@@ -13,6 +13,7 @@ For an edit whose rule turns `source` classes into `target` classes (spire -> tr
 import jax
 import numpy as np
 
+from .. import xla
 from ..zdataset import z_for
 from . import towns
 
@@ -63,7 +64,7 @@ def compare(before, after, source, target, radius=3):
 
 def render(gen, params, n, seed, batch=100):
     """Image numbers 0..n-1 of `seed`, in batches (numpy NHWC)."""
-    run, params = jax.jit(lambda p, z: gen(p, z)), jax.device_put(params)
+    run, params = xla.jit(lambda p, z: gen(p, z)), jax.device_put(params)
     return np.concatenate([np.asarray(run(params, z_for(range(s, min(s + batch, n)), gen.z_dim, seed)))
                            for s in range(0, n, batch)])
 
