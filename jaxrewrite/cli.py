@@ -387,6 +387,7 @@ def set_precision(choice):
 def main(argv=None):
     args = parser().parse_args(argv)
     set_precision(args.precision)
+    xla.cache_compiled(os.path.join(getattr(args, "cache", None) or cache_dir(), "xla"))
     try:
         args.run(args)
     except (ValueError, OSError, KeyError, FloatingPointError) as e:

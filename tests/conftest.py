@@ -36,6 +36,15 @@ def golden():
     return GOLDEN
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache_in_tmp(tmp_path_factory):
+    """Nothing the tests run writes into the user's cache (statistics, compiled programs)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _cpu_single_thread_env(monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))

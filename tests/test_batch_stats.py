@@ -53,7 +53,7 @@ def test_vmapped_edits_equal_separate_runs(which, proggan_rw, stylegan2_rw):
     else:  # StyleGAN2's official noise depends on the shape: same-size goals
         edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((8, 1, 13, 7), (2, 4, 7, 10))]
     goals = [rw.copy_paste_goal(e)[:2] for e in edits]
-    ds = [rw.key(e.key, 1) for e in edits]
+    ds = [rw.key(e.key, rank) for e, rank in zip(edits, (1, 2))]  # different ranks: zero rows pad the first
     lrs = [0.05, 0.02]
     w, losses = batch.insert_many(rw, goals, ds, lrs, niter=25)
     for i in range(len(edits)):

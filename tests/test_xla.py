@@ -1,10 +1,16 @@
 """The library's jit: its options reach the compiled program, and fall away where they cannot apply."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from jaxrewrite import xla
+import checkpoints_convert as cc
+from jaxrewrite import modelfile, xla
 
 
 def _compiled_text(jit):
@@ -38,3 +44,32 @@ def test_unknown_options_are_dropped(fresh_options):
     fresh_options.setattr(xla, "CPU_OPTIONS", {"xla_cpu_no_such_option": ""})
     assert xla.options() == {}
     assert float(xla.jit(lambda x: x * 2)(3.0)) == 6.0
+
+
+def test_command_line_keeps_compiled_programs(tmp_path):
+    import factories
+
+    model = tmp_path / "p.msgpack"
+    modelfile.save(cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16))), model)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "JAX_LOG_COMPILES": "1",
+           "PYTHONPATH": os.getcwd()}
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"{i}.npy"
+        runs.append(subprocess.run([sys.executable, "-m", "jaxrewrite", "sample", "--model", str(model), "--n", "2",
+                                    "--out", str(out)], env=env, capture_output=True, text=True))
+        assert runs[-1].returncode == 0, runs[-1].stderr[-2000:]
+    assert list((tmp_path / "cache" / "jaxrewrite" / "xla").iterdir())
+    hit = "persistent compilation cache hit"
+    assert hit not in runs[0].stderr.lower() and hit in runs[1].stderr.lower()
+    np.testing.assert_array_equal(np.load(tmp_path / "0.npy"), np.load(tmp_path / "1.npy"))
+
+
+def test_a_compilation_cache_the_user_chose_is_kept(tmp_path):
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+        xla.cache_compiled(tmp_path / "ours")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

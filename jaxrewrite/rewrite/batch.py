@@ -4,7 +4,9 @@ learning rates, and a sweep over layers x ranks x learning rates.
 Goals of different sizes are zero-padded at the bottom/right to one shape and the loss is
 restricted to each goal's own pixels. For a plain conv target this is exactly the separate
 runs (the crop's own zero padding is what the conv sees either way); StyleGAN2's official
-noise, drawn per feature-map shape, then comes from the padded shape.
+noise, drawn per feature-map shape, then comes from the padded shape. Keys of different ranks
+are padded with zero rows, which add nothing to the projection (nor to W0 + Λ D): one program
+serves every rank.
 """
 
 import jax
@@ -41,8 +43,10 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     """(weights [E, ...], losses [E, niter]) of E edits of `rw`'s layer in one compiled program,
     the edits split over all local devices (padded to a multiple of their count).
 
-    contexts: [E, r, C_in] key directions (same rank); lrs: [E] learning rates."""
+    contexts: E key directions [r, C_in] (any ranks); lrs: [E] learning rates."""
     goal_in, goal_out, mask = stack_goals(goals)
+    rank = max(len(d) for d in contexts)
+    contexts = [_pad(d, (rank, np.shape(d)[1])) for d in contexts]
     n = len(goals)
     padded = sharding.round_up(n)
 
@@ -61,16 +65,18 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
 
 
 def sweep(model, edit, layers, ranks, lrs, *, niter=2001, piter=10, key_method="zca", **rewriter_options):
-    """Final loss of every (layer, rank, lr); each layer's ranks x lrs run as one vmapped batch."""
+    """Final loss of every (layer, rank, lr); each layer's ranks x lrs run as one vmapped batch
+    (one compilation per layer)."""
     from .rewriter import Rewriter
 
     rows = []
     for layer in layers:
         rw = Rewriter(model, layer, **rewriter_options)
         goal = rw.copy_paste_goal(edit)[:2]
-        for rank in ranks:
-            d = rw.key(edit.key, rank, key_method)
-            _, losses = insert_many(rw, [goal] * len(lrs), [d] * len(lrs), lrs, niter, piter)
-            rows += [{"layer": layer, "rank": rank, "lr": lr, "loss_start": float(l[0]), "loss_end": float(l[-1])}
-                     for lr, l in zip(lrs, losses)]
+        keys = {rank: rw.key(edit.key, rank, key_method) for rank in ranks}
+        configs = [(rank, lr) for rank in ranks for lr in lrs]
+        _, losses = insert_many(rw, [goal] * len(configs), [keys[r] for r, _ in configs], [lr for _, lr in configs],
+                                niter, piter)
+        rows += [{"layer": layer, "rank": rank, "lr": lr, "loss_start": float(l[0]), "loss_end": float(l[-1])}
+                 for (rank, lr), l in zip(configs, losses)]
     return rows
