@@ -62,6 +62,19 @@ def test_vmapped_edits_equal_separate_runs(which, proggan_rw, stylegan2_rw):
         np.testing.assert_allclose(w[i], w1, atol=2e-4 * np.abs(w1).max())
 
 
+def test_repeated_edits_of_a_layer_compile_once(proggan_rw):
+    rw = Rewriter(proggan_rw.model, "layer5", stats_samples=20)
+    edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((3, 3, 8, 9), (1, 2, 6, 8))]  # same goal shape
+    goals, ds = [rw.copy_paste_goal(e)[:2] for e in edits], [rw.key(e.key, 1) for e in edits]
+    first = _single(rw, goals[0], ds[0], 0.05, 7)
+    _single(rw, goals[1], ds[1], 0.02, 7)
+    (program,) = rw._programs.values()
+    assert program._cache_size() == 1  # another goal, key and rate: the same compiled program
+    np.testing.assert_array_equal(_single(rw, goals[0], ds[0], 0.05, 7)[0], first[0])
+    fresh = Rewriter(proggan_rw.model, "layer5", stats_samples=20)
+    np.testing.assert_array_equal(_single(fresh, goals[1], ds[1], 0.02, 7)[0], _single(rw, goals[1], ds[1], 0.02, 7)[0])
+
+
 def test_sweep_and_compose(proggan_rw):
     edit = _edit((2, 2, 7, 8), (6, 6, 12, 12))
     rows = batch.sweep(proggan_rw.model, edit, ["layer3", "layer5"], [1, 2], [0.05, 0.1], niter=15, stats_samples=20)

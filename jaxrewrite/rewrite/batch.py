@@ -12,7 +12,7 @@ serves every rank.
 import jax
 import numpy as np
 
-from .. import sharding, xla
+from .. import sharding
 from ..tree import get
 from . import update
 
@@ -57,7 +57,7 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
         w, losses, _ = update.projected_adam(target, w0, d, gi, go, niter, piter, lr, mask=m)
         return w, losses
 
-    run = xla.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0)))
+    run = rw.program(("insert_many", method, niter, piter), lambda: jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0)))
     batched = [goal_in, goal_out, mask, np.asarray(contexts, np.float32), np.asarray(lrs, np.float32)]
     batched = jax.tree.map(lambda x: sharding.split(sharding.pad(x, padded))[0], batched)
     w, losses = run(sharding.replicate(rw.device_params), *batched)  # already on a device: no host copy

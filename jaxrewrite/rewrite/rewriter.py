@@ -67,6 +67,7 @@ class Rewriter:
         self.zca_matrix = stats.zca(self.c_matrix)
         # on the device once: every jitted call would copy host (numpy) parameters again
         self.device_params = jax.device_put(self.model.params)
+        self._programs = {}
         gen, first, last = self.gen, self.first, self.last
         self._context = xla.jit(lambda p, z: gen.upto(p, gen.inputs(z), first))
         self._value = xla.jit(lambda p, bag: gen.between(p, bag, first, last))
@@ -132,30 +133,36 @@ class Rewriter:
 
     def insert(self, goal_in, goal_out, d, method="projected", niter=2001, piter=10, lr=0.05, record=()):
         """New params, losses and recorded snapshots; raises if the optimisation diverges."""
-        params = self.device_params
-        w0 = get(params, self.weight_path)
-        goal_in = {k: jnp.asarray(v) for k, v in goal_in.items()}
-        goal_out = jnp.asarray(goal_out["fmap"])
-        target = lambda p, w, x: self.target(p, w, x)
-        snaps = None
-        if method == "projected":
-            run = xla.jit(lambda p, w0, d, gi, go: update.projected_adam(
-                lambda w, x: target(p, w, x), w0, d, gi, go, niter, piter, lr, record))
-            w1, losses, snaps = run(params, w0, d, goal_in, goal_out)
-        elif method == "lambda":
-            run = xla.jit(lambda p, w0, d, gi, go: update.lambda_adam(lambda w, x: target(p, w, x), w0, d, gi, go, niter, lr))
-            w1, losses = run(params, w0, d, goal_in, goal_out)
-        elif method == "closed":
-            if self.first != self.last:
-                raise ValueError(f"the closed form needs a linear target; {self.first}..{self.last} is not")
-            run = xla.jit(lambda p, w0, d, gi, go: update.closed_form(lambda w, x: target(p, w, x), w0, d, gi, go))
-            w1, losses = run(params, w0, d, goal_in, goal_out)
-        else:
+        if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if method == "closed" and self.first != self.last:
+            raise ValueError(f"the closed form needs a linear target; {self.first}..{self.last} is not")
+        params = self.device_params
+        goal_in = {k: jnp.asarray(v) for k, v in goal_in.items()}
+        run = self.program(("insert", method, niter, piter, tuple(record)), lambda: self._optimiser(method, niter, piter, record))
+        w1, losses, snaps = run(params, get(params, self.weight_path), d, goal_in, jnp.asarray(goal_out["fmap"]), lr)
         w1, losses = np.asarray(w1), np.asarray(losses)
         if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(losses))):
             raise FloatingPointError("the optimisation diverged (NaN/inf); the model is left unchanged")
         return replace(self.model.params, self.weight_path, w1), losses, snaps
+
+    def program(self, key, build):
+        """`xla.jit(build())`, built once per key: later calls with other goals, keys or rates
+        of the same shapes run without compiling again."""
+        if key not in self._programs:
+            self._programs[key] = xla.jit(build())
+        return self._programs[key]
+
+    def _optimiser(self, method, niter, piter, record):
+        """(params, w0, d, goal_in, goal_out, lr) -> (w1, losses, snapshots or None)."""
+        def run(p, w0, d, gi, go, lr):
+            target = lambda w, x: self.target(p, w, x)
+            if method == "projected":
+                return update.projected_adam(target, w0, d, gi, go, niter, piter, lr, record)
+            if method == "lambda":
+                return update.lambda_adam(target, w0, d, gi, go, niter, lr) + (None,)
+            return update.closed_form(target, w0, d, gi, go) + (None,)
+        return run
 
     def edited(self, params):
         return Model(self.model.arch, params, self.model.config, self.model.source)
