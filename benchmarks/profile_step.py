@@ -10,7 +10,6 @@ the steps that apply it). Differences between rows attribute the time.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_edit  # noqa: E402
+import record  # noqa: E402
 import torch_official  # noqa: E402
 
 from jaxrewrite import xla  # noqa: E402
@@ -74,8 +74,7 @@ def main():
         print(f"{name:45s} {rows[name]:9.1f} us/iteration", flush=True)
     print(f"device {jax.devices()[0].device_kind}, case {args.case}, {args.niter} iterations")
     if args.out:
-        Path(args.out).write_text(json.dumps({"case": args.case, "device": jax.devices()[0].device_kind,
-                                              "us_per_iteration": rows}, indent=1) + "\n")
+        record.save(args.out, {"case": args.case, "niter": args.niter, "us_per_iteration": rows})
 
 
 if __name__ == "__main__":
