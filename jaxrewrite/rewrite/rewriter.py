@@ -139,7 +139,8 @@ class Rewriter:
             raise ValueError(f"the closed form needs a linear target; {self.first}..{self.last} is not")
         params = self.device_params
         goal_in = {k: jnp.asarray(v) for k, v in goal_in.items()}
-        run = self.program(("insert", method, niter, piter, tuple(record)), lambda: self._optimiser(method, niter, piter, record))
+        run = self.program(("insert", method, niter, piter, tuple(record)),
+                           lambda: self._optimiser(method, niter, piter, record))
         w1, losses, snaps = run(params, get(params, self.weight_path), d, goal_in, jnp.asarray(goal_out["fmap"]), lr)
         w1, losses = np.asarray(w1), np.asarray(losses)
         if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(losses))):
