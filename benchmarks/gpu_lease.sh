@@ -22,9 +22,9 @@ if [ -n "$GOLDEN" ] && [ ! -e ../shared/golden ]; then mkdir -p ../shared && ln 
 cat "$OUT/logs/env.txt"
 
 # 1. the performance table
-timeout $(( $(left) * 35 / 100 )) python3 benchmarks/run.py --out "$OUT/run_gpu.json" 2>&1 | tee "$OUT/logs/run.log" | grep -v "^{"
+timeout $(( $(left) * 40 / 100 )) python3 benchmarks/run.py --out "$OUT/run_gpu.json" 2>&1 | tee "$OUT/logs/run.log" | grep -v "^{"
 # ... in float32 (XLA's GPU default is TF32), edits and statistics only
-JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(( $(left) * 25 / 100 )) python3 benchmarks/run.py --stages edits,stats \
+JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(( $(left) * 30 / 100 )) python3 benchmarks/run.py --stages edits,stats \
     --out "$OUT/run_gpu_highest.json" 2>&1 | tee "$OUT/logs/run_highest.log" | grep -v "^{"
 # ... and the statistics at batches of 500, both loops
 timeout $(( $(left) * 25 / 100 )) python3 benchmarks/run.py --stages stats --stats-batch 500 \
