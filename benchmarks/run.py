@@ -31,6 +31,7 @@ import torch_official  # noqa: E402
 import torch_stats  # noqa: E402
 
 from jaxrewrite import modelfile, xla, zoo  # noqa: E402
+from jaxrewrite.rewrite import artifacts  # noqa: E402
 from jaxrewrite.rewrite.batch import sweep  # noqa: E402
 from jaxrewrite.rewrite.editfile import read_edit  # noqa: E402
 from jaxrewrite.rewrite.rewriter import Rewriter  # noqa: E402
@@ -89,13 +90,13 @@ def torch_sweep(model, edit, niter, cache, device):
     """Seconds of the official loop (`torch_official.insert`) over the sweep's edits, and their
     final losses. Goals and keys come from jaxrewrite, untimed (the sweep's own time includes
     them); ProGAN's target is the bare convolution."""
-    nchw = lambda x: np.asarray(x).transpose(0, 3, 1, 2)
     seconds, losses = 0.0, []
     for layer in SWEEP["layers"]:
         rw = Rewriter(model, layer, cache_dir=cache)
         goal_in, goal_out = rw.copy_paste_goal(edit)[:2]
-        case = dict(arch="proggan", weight=get(model.params, rw.weight_path).transpose(3, 2, 0, 1),
-                    goal_in=nchw(goal_in["fmap"]), goal_out=nchw(goal_out["fmap"]))
+        weight = artifacts.torch_layout(model, rw.weight_path, get(model.params, rw.weight_path))
+        case = dict(arch="proggan", weight=weight, goal_in=artifacts.nchw(goal_in["fmap"]),
+                    goal_out=artifacts.nchw(goal_out["fmap"]))
         for rank in SWEEP["ranks"]:
             args = torch_official.to_torch(dict(case, key=rw.key(edit.key, rank)), device)
             for lr in SWEEP["lrs"]:

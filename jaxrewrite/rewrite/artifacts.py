@@ -22,7 +22,7 @@ def torch_layout(model, path, w):
     return inverse(ARCHS[model.arch].RULES.to_key(path)[1], np.asarray(w))
 
 
-def _nchw(x):
+def nchw(x):
     x = np.asarray(x)
     return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
 
@@ -34,9 +34,9 @@ def save(path, rw, params, d, losses, goal_in, goal_out, before, after):
         "weight_before": torch_layout(rw.model, rw.weight_path, get(rw.model.params, rw.weight_path)),
         "weight_after": torch_layout(rw.model, rw.weight_path, get(params, rw.weight_path)),
         "losses": np.asarray(losses),
-        "goal_in": _nchw(goal_in["fmap"]),
-        "goal_out": _nchw(goal_out["fmap"]),
-        "images_before": _nchw(before),
-        "images_after": _nchw(after),
+        "goal_in": nchw(goal_in["fmap"]),
+        "goal_out": nchw(goal_out["fmap"]),
+        "images_before": nchw(before),
+        "images_after": nchw(after),
     }
     atomic_write(path, lambda f: np.savez(f, **arrays))
