@@ -132,3 +132,31 @@ def test_single_pixel_input_conv_is_the_xla_conv(k, pads):
     chex.assert_trees_all_close(got(w), ref(w), atol=1e-5)
     grad = lambda f: jax.grad(lambda w: jnp.sum(f(w) ** 2))(w)
     chex.assert_trees_all_close(grad(got), grad(ref), atol=1e-4)
+
+
+@pytest.mark.parametrize("hw,k,stride,pad", [((8, 8), 3, 2, 0), ((4, 5), 4, 2, 1), ((5, 4), 5, 3, 2), ((3, 3), 1, 2, 0),
+                                             ((2, 2), 2, 2, 0), ((6, 6), 3, 1, 1), ((1, 1), 4, 2, 0)])
+def test_conv_transpose_phases_match_the_scatter_reference(hw, k, stride, pad):
+    """The transposed convolution as stride² phase correlations: torch's conv_transpose2d
+    values (the numpy scatter-add reference) for any stride, padding and kernel size (one
+    smaller than the stride leaves phases empty), and its kernel gradient equals the one
+    through the zero-dilated form's."""
+    from jax import lax
+
+    from jaxrewrite.models import ops
+
+    rng = np.random.default_rng(k * 10 + stride)
+    x = rng.standard_normal((2, *hw, 3)).astype(np.float32)
+    w = rng.standard_normal((k, k, 3, 4)).astype(np.float32)
+    ref = numpy_reference.conv_transpose2d(nchw(x).astype(np.float64), w.transpose(2, 3, 0, 1).astype(np.float64),
+                                           stride, pad)
+    got = ops.conv_transpose(jnp.asarray(x), jnp.asarray(w), stride, pad)
+    assert rel_err(nchw(np.asarray(got)), ref) < 1e-6
+
+    def dilated(w):
+        p = k - 1 - pad
+        return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), [(p, p)] * 2, lhs_dilation=(stride, stride),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    grad = lambda f: jax.grad(lambda w: jnp.sum(jnp.sin(f(w))))(jnp.asarray(w))
+    chex.assert_trees_all_close(grad(lambda w: ops.conv_transpose(x, w, stride, pad)), grad(dilated), atol=1e-4)
