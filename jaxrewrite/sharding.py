@@ -1,10 +1,12 @@
-"""Data parallelism over every local device: one rule, the data axis is split.
+"""Data parallelism over every device: one rule, the data axis is split.
 
 Statistics split their image batch (axis 1 of a chunk of batches), batched edits their edit
 axis; parameters (`replicate`) and everything else stay replicated. Under `jit`, XLA's SPMD
-partitioner turns the sharded inputs into one program per device. On several hosts, call
-`jax.distributed.initialize()` first: each host then feeds its own local devices
-(`jax.local_devices()`), and statistics computed per host can be summed.
+partitioner turns the sharded inputs into one program per device. On several hosts (or
+processes), call `jax.distributed.initialize(...)` first and run the same script in each:
+the mesh then spans every process's devices, every process computes the same host inputs
+(z's are drawn from a seed) and hands its own devices their slices, the partial sums meet in
+XLA's collectives, and `to_host` gives every process the whole result.
 """
 
 import functools
@@ -16,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def devices():
-    return jax.local_devices()
+    return jax.devices()
 
 
 @functools.cache
@@ -25,15 +27,27 @@ def _mesh():
 
 
 def along(axis=0):
-    """Sharding that splits `axis` over all local devices."""
+    """Sharding that splits `axis` over all devices."""
     return NamedSharding(_mesh(), PartitionSpec(*[None] * axis, "data"))
 
 
+def _put(tree, sharding):
+    """`tree` (the same values in every process) laid out by `sharding`."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def local(x):  # each process supplies the slices its own devices hold
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(local, tree)
+
+
 def replicate(tree):
-    """The tree on every local device. Put parameters there once before a loop of jitted calls:
+    """The tree on every device. Put parameters there once before a loop of jitted calls:
     host (numpy) arguments are copied to the device again on every call (the whole model per
     batch: 100 MB for a 256 px StyleGAN2)."""
-    return jax.device_put(tree, NamedSharding(_mesh(), PartitionSpec()))
+    return _put(tree, NamedSharding(_mesh(), PartitionSpec()))
 
 
 def round_up(n):
@@ -44,7 +58,16 @@ def round_up(n):
 def split(*arrays, axis=0):
     """Put arrays on the devices, split along `axis` (its length must be a multiple of the count)."""
     sharding = along(axis)
-    return [jax.device_put(a, sharding) for a in arrays]
+    return [_put(a, sharding) for a in arrays]
+
+
+def to_host(x):
+    """The whole array as numpy in every process (gathered where other processes hold parts)."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def pad(x, n):

@@ -121,11 +121,15 @@ def test_cache_is_used_and_corruption_recomputed(proggan_rw, tmp_path):
 
 
 SHARDED = """
-import pickle, numpy as np, jax, factories, checkpoints_convert as cc
+import pickle, sys, numpy as np, jax, factories, checkpoints_convert as cc
+if len(sys.argv) > 1:  # one of two processes, each with two of the four devices
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    assert jax.local_device_count() == 2
 from jaxrewrite import sharding
 from jaxrewrite.rewrite import batch, stats
 from jaxrewrite.rewrite.rewriter import Rewriter
-assert jax.local_device_count() == 4
+assert jax.device_count() == 4
 model = cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
 for leaf in jax.tree_util.tree_leaves(sharding.replicate(model.params)):
     assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 4, leaf.sharding
@@ -134,7 +138,7 @@ c = stats.second_moment(gen, model.params, "layer5.conv", n=13, seed=3, batch_si
 with open(%r, "rb") as f:
     goals, contexts, lrs = pickle.load(f)
 w, losses = batch.insert_many(Rewriter(model, "layer5", stats_samples=20), goals, contexts, lrs, niter=15)
-np.savez(%r, c=c, w=w, losses=losses)
+np.savez(%r + (sys.argv[2] if len(sys.argv) > 1 else "") + ".npz", c=c, w=w, losses=losses)
 """
 EDITS = [((2, 2, 7, 8), (6, 6, 12, 12)), ((3, 3, 6, 6), (1, 2, 5, 7)), ((1, 1, 9, 9), (4, 4, 10, 12))]
 
@@ -145,21 +149,44 @@ def edit_batch(rw):
     return rw, [rw.copy_paste_goal(e)[:2] for e in edits], [rw.key(e.key, 1) for e in edits], [0.05, 0.02, 0.1]
 
 
-def test_statistics_and_edits_sharded_over_four_host_devices(proggan_rw, tmp_path):
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_statistics_and_edits_sharded_over_four_host_devices(processes, proggan_rw, tmp_path):
+    """Four CPU devices in one process, or two processes with two each (the multi-host path:
+    `jax.distributed.initialize`, CPU collectives over gloo): every process gets the whole C
+    and every edit, equal to one device's."""
     # The edits get the very same goals and keys: computed in another process, the context
     # convolutions may round differently (XLA's CPU kernels split work by thread count), and
     # Adam's first, sign-like steps amplify 1e-7 of the input into 1e-4 of the loss.
-    out, inputs = tmp_path / "sharded.npz", tmp_path / "inputs.pkl"
+    out, inputs = tmp_path / "sharded", tmp_path / "inputs.pkl"
     rw, goals, contexts, lrs = edit_batch(proggan_rw)
     inputs.write_bytes(pickle.dumps((goals, contexts, lrs)))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])}
-    proc = subprocess.run([sys.executable, "-c", SHARDED % (str(inputs), str(out))], env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    sharded = np.load(out)
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={4 // processes}",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])}
+    script = [sys.executable, "-c", SHARDED % (str(inputs), str(out))]
+    address = f"localhost:{_free_port()}"
+    args = [[address, str(i)] for i in range(processes)] if processes > 1 else [[]]
+    procs = [subprocess.Popen(script + a, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for a in args]
+    try:
+        results = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-2000:]
     single = stats.second_moment(proggan_rw.gen, proggan_rw.model.params, "layer5.conv", n=13, seed=3, batch_size=6)
-    np.testing.assert_allclose(sharded["c"], single, rtol=1e-5, atol=1e-7 * np.abs(single).max())
     w, losses = batch.insert_many(rw, goals, contexts, lrs, niter=15)
-    assert sharded["w"].shape == w.shape and sharded["losses"].shape == losses.shape == (3, 15)
-    np.testing.assert_allclose(sharded["losses"], losses, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(sharded["w"], w, atol=1e-4 * np.abs(w).max())
+    for name in [f"sharded{i}.npz" for i in range(processes)] if processes > 1 else ["sharded.npz"]:
+        sharded = np.load(tmp_path / name)
+        np.testing.assert_allclose(sharded["c"], single, rtol=1e-5, atol=1e-7 * np.abs(single).max())
+        assert sharded["w"].shape == w.shape and sharded["losses"].shape == losses.shape == (3, 15)
+        np.testing.assert_allclose(sharded["losses"], losses, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(sharded["w"], w, atol=1e-4 * np.abs(w).max())

@@ -41,7 +41,8 @@ def stack_goals(goals):
 
 def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projected"):
     """(weights [E, ...], losses [E, niter]) of E edits of `rw`'s layer in one compiled program,
-    the edits split over all local devices (padded to a multiple of their count).
+    the edits split over all devices of every process (padded to a multiple of their count);
+    every process gets all of them.
 
     contexts: E key directions [r, C_in] (any ranks); lrs: [E] learning rates."""
     goal_in, goal_out, mask = stack_goals(goals)
@@ -61,7 +62,7 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     batched = [goal_in, goal_out, mask, np.asarray(contexts, np.float32), np.asarray(lrs, np.float32)]
     batched = jax.tree.map(lambda x: sharding.split(sharding.pad(x, padded))[0], batched)
     w, losses = run(sharding.replicate(rw.device_params), *batched)  # already on a device: no host copy
-    return np.asarray(w)[:n], np.asarray(losses)[:n]
+    return sharding.to_host(w)[:n], sharding.to_host(losses)[:n]
 
 
 def sweep(model, edit, layers, ranks, lrs, *, niter=2001, piter=10, key_method="zca", **rewriter_options):

@@ -1,8 +1,8 @@
 """Statistics of keys: the uncentred second moment C = E[k kᵀ] at a layer, and its ZCA matrix.
 
 Keys are the feature vectors (channels) entering the rewritten weight, one per pixel of every
-sample of the z data set. Batches run under `jit` (sharded over all local devices when there
-are several), `CHUNK` of them per call as one `lax.scan`, and the chunks' partial sums are
+sample of the z data set. Batches run under `jit` (sharded over all devices, of every process,
+when there are several), `CHUNK` of them per call as one `lax.scan`, and the chunks' partial sums are
 accumulated in float64 on the host. Results are cached on disk, keyed by everything that
 changes them.
 """
@@ -64,7 +64,7 @@ def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=Fa
     chunk = -(-batches // -(-batches // CHUNK))  # batches per call, as even as can be (the last is padded)
 
     def read_back(result):  # float64 on the host
-        return total + np.asarray(result[0], np.float64), count + float(result[1])
+        return total + sharding.to_host(result[0]).astype(np.float64), count + float(sharding.to_host(result[1]))
 
     starts = range(0, n, chunk * batch_size)
     for start in progress(starts, len(starts), f"key statistics ({n} images)") if show_progress else starts:
