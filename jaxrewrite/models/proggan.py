@@ -37,6 +37,10 @@ def block(name, upsample, gain, activation):
         k = kernel.shape[0]  # layer1 turns the 1x1 z map into a k x k map: full padding
         return {**bag, "fmap": ops.conv(bag["fmap"], kernel, padding=k - 1 if name == "layer1" else k // 2)}
 
+    def up_conv(params, bag):
+        kernel = params[name]["conv"]["kernel"]
+        return {**bag, "fmap": ops.upsample_conv(bag["fmap"], kernel, padding=kernel.shape[0] // 2)}
+
     def wscale(params, bag):
         kernel = params[name]["conv"]["kernel"]
         k, cin = kernel.shape[0], kernel.shape[2]
@@ -48,7 +52,8 @@ def block(name, upsample, gain, activation):
 
     steps = [("norm", norm)] + ([("up", up)] if upsample else []) + [("conv", conv), ("wscale", wscale)]
     steps.append(("clamp", act) if name.startswith("output_") else ("relu", act))
-    return [Layer(f"{name}.{n}", f, replicates=n == "up") for n, f in steps]
+    return [Layer(f"{name}.{n}", f, replicates=n == "up", with_previous=up_conv if upsample and n == "conv" else None)
+            for n, f in steps]
 
 
 def build(params, config=None):

@@ -23,6 +23,10 @@ class Layer:
     # Every output pixel copies one input pixel and every input pixel is copied equally often
     # (nearest upsampling): per-pixel means such as the key statistics are the same on either side.
     replicates: bool = False
+    # (params, bag) -> bag: the layer before this one and this one in one step, from the bag
+    # entering the layer before (a convolution of a nearest upsample, computed at the low
+    # resolution). Used wherever both run; a cut between them runs them one by one.
+    with_previous: Callable[[Any, Bag], Bag] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,8 +51,13 @@ class Generator:
         return hits[0], hits[-1] + 1
 
     def run(self, params, bag, start=0, stop=None):
-        for layer in self.layers[start:stop]:
-            bag = layer.apply(params, bag)
+        layers = self.layers[start:stop]
+        i = 0
+        while i < len(layers):
+            if i + 1 < len(layers) and layers[i + 1].with_previous is not None:
+                bag, i = layers[i + 1].with_previous(params, bag), i + 2
+            else:
+                bag, i = layers[i].apply(params, bag), i + 1
         return bag
 
     def upto(self, params, bag, name):
