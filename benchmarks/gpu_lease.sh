@@ -39,7 +39,7 @@ tail -n 3 "$OUT/logs/parity.log"
 # 512-channel edit's iteration in both precisions
 cap() { local l=$(( $(left) - 10 )); [ $l -lt $1 ] && echo $(( l > 1 ? l : 1 )) || echo $1; }
 timeout $(cap 90) python3 benchmarks/profile_stats.py --out "$OUT/logs/profile_stats.json" | tee -a "$OUT/logs/run.log"
-# ... the upsampling convolution's phase form against the dilated one it replaced (a CPU gain)
+# ... the upsampling convolutions' phase forms against the forms they replaced (CPU gains)
 timeout $(cap 60) python3 benchmarks/bench_ops.py --out "$OUT/logs/ops_gpu.json" | tee -a "$OUT/logs/run.log"
 timeout $(cap 45) python3 benchmarks/profile_step.py --case stylegan2_512 --out "$OUT/logs/profile_512_tf32.json" | tee -a "$OUT/logs/run.log"
 JAX_DEFAULT_MATMUL_PRECISION=highest timeout $(cap 45) python3 benchmarks/profile_step.py --case stylegan2_512 \
