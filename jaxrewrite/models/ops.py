@@ -92,7 +92,7 @@ def conv_transpose(x, kernel, stride, padding):
     Before cropping `padding`, output pixel o sums x[i] * kernel[t] over stride * i + t = o, so
     the pixels of one phase (o mod stride, per axis) meet only that phase's taps: stride²
     small correlations of the input, interleaved. A correlation of the zero-dilated input does
-    the same sums with stride² - 1 zero products in every stride² (1.0-2.0x slower on CPU at
+    the same sums with stride² - 1 zero products in every stride² (up to 2x slower on CPU at
     the benchmarked generators' shapes, `benchmarks/bench_ops.py`). The phases are stacked
     into place (one copy XLA fuses); zero-interleaving pads summed instead cost XLA:CPU a
     separate pass each.
@@ -124,7 +124,7 @@ def upsample_conv(x, kernel, padding, factor=2):
     Output pixel factor * i + a reads upsampled pixels that are copies of x's pixels i + d for
     a few offsets d, so each phase a (per axis) is a small correlation of x with the kernel's
     taps summed by offset: 2x2 instead of 3x3 taps per output pixel for a 3x3 kernel
-    (1.6-2.1x faster on CPU at ProGAN's shapes).
+    (1.5-2.1x faster on CPU at ProGAN's shapes, `benchmarks/bench_ops.py`).
     """
     if any(2 * padding != k - 1 for k in kernel.shape[:2]):
         raise ValueError(f"upsample_conv keeps the size: padding {padding} for a {kernel.shape[:2]} kernel")

@@ -1,10 +1,10 @@
 """Statistics of keys: the uncentred second moment C = E[k kᵀ] at a layer, and its ZCA matrix.
 
 Keys are the feature vectors (channels) entering the rewritten weight, one per pixel of every
-sample of the z data set. Batches run under `jit` (sharded over all devices, of every process,
-when there are several), `CHUNK` of them per call as one `lax.scan`, and the chunks' partial sums are
-accumulated in float64 on the host. Results are cached on disk, keyed by everything that
-changes them.
+sample of the z data set. Batches run under `jit` (sharded over all devices of every process
+when there are several), `CHUNK` of them per call as one `lax.scan`, and the chunks' partial
+sums are accumulated in float64 on the host. Results are cached on disk, keyed by everything
+that changes them.
 """
 
 import functools
