@@ -127,7 +127,7 @@ def test_single_pixel_input_conv_is_the_xla_conv(k, pads):
     x = jnp.asarray(rng.standard_normal((5, 1, 1, 7)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((k, k, 7, 3)), jnp.float32)
     full = [(pads, pads)] * 2 if isinstance(pads, int) else list(pads)
-    ref = lambda w: ops._lax_conv(full, 1, x, w)
+    ref = lambda w: ops._lax_conv(full, x, w)
     got = lambda w: ops.conv(x, w, pads)
     chex.assert_trees_all_close(got(w), ref(w), atol=1e-5)
     grad = lambda f: jax.grad(lambda w: jnp.sum(f(w) ** 2))(w)

@@ -28,12 +28,12 @@ def patch_gemm(limit=1 << 22):
         _patch_limit = saved
 
 
-def _correlate(x, kernel, padding, dilation=1):
+def _correlate(x, kernel, padding):
     pads = [(padding, padding)] * 2 if isinstance(padding, int) else padding
     k = kernel.shape[:2]
     n, h, w, c = x.shape
-    out_h = (h - 1) * dilation + 1 + sum(pads[0]) - k[0] + 1
-    out_w = (w - 1) * dilation + 1 + sum(pads[1]) - k[1] + 1
+    out_h = h + sum(pads[0]) - k[0] + 1
+    out_w = w + sum(pads[1]) - k[1] + 1
     (top, _), (left, _) = pads
     if h == w == 1 and 0 <= top - out_h + 1 and top < k[0] and 0 <= left - out_w + 1 and left < k[1]:
         # A single input pixel (a z map) meets one kernel tap per output pixel: a matmul,
@@ -41,20 +41,19 @@ def _correlate(x, kernel, padding, dilation=1):
         taps = kernel[top - out_h + 1:top + 1, left - out_w + 1:left + 1][::-1, ::-1]
         return jnp.einsum("nc,yxco->nyxo", x[:, 0, 0], taps)
     if n * out_h * out_w * c * k[0] * k[1] <= _patch_limit:
-        return _patch_gemm(pads, dilation, x, kernel)
-    return _lax_conv(pads, dilation, x, kernel)
+        return _patch_gemm(pads, x, kernel)
+    return _lax_conv(pads, x, kernel)
 
 
-def _lax_conv(pads, dilation, x, kernel):
-    return lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=(dilation, dilation), dimension_numbers=_DN)
+def _lax_conv(pads, x, kernel):
+    return lax.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=_DN)
 
 
-def _patch_gemm(pads, dilation, x, kernel):
+def _patch_gemm(pads, x, kernel):
     """patches [n, h, w, (ky, kx, c)] @ kernel [(ky, kx, c), o]: the patches are slices of the
     padded input (cheap wherever the compiler leaves them), in the HWIO kernel's own order."""
     kh, kw = kernel.shape[:2]
-    cfg = [(0, 0, 0)] + [(lo, hi, dilation - 1) for lo, hi in pads] + [(0, 0, 0)]
-    xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    xp = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads] + [(0, 0, 0)])
     oh, ow = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
     patches = jnp.concatenate([xp[:, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)], axis=-1)
     p = patches.reshape(-1, patches.shape[-1])
