@@ -2,11 +2,12 @@
 
 Statistics split their image batch (axis 1 of a chunk of batches), batched edits their edit
 axis; parameters (`replicate`) and everything else stay replicated. Under `jit`, XLA's SPMD
-partitioner turns the sharded inputs into one program per device. On several hosts (or
-processes), call `jax.distributed.initialize(...)` first and run the same script in each:
-the mesh then spans every process's devices, every process computes the same host inputs
-(z's are drawn from a seed) and hands its own devices their slices, the partial sums meet in
-XLA's collectives, and `to_host` gives every process the whole result.
+partitioner turns the sharded inputs into one program per device: the edits need no
+communication at all; the statistics' partial sums meet once per call (`summed`). On several
+hosts (or processes), call `jax.distributed.initialize(...)` first and run the same script
+in each: the mesh then spans every process's devices, every process computes the same host
+inputs (z's are drawn from a seed) and hands its own devices their slices, the partial sums
+meet in XLA's collectives, and `to_host` gives every process the whole result.
 """
 
 import functools
@@ -25,6 +26,22 @@ def devices():
 @functools.cache
 def _mesh():
     return Mesh(np.array(devices()), ("data",))
+
+
+def summed(fn, axis):
+    """fn(params, *data) run by each device on its slices of the data (split along `axis`,
+    params whole), the results summed over the devices in one all-reduce. Under plain `jit`
+    the partitioner puts that all-reduce at every sum over the split axis: once per batch
+    inside a scan of batches, a synchronisation of every device (and host) per batch."""
+    def local(params, *data):
+        return jax.tree.map(lambda x: jax.lax.psum(x, "data"), fn(params, *data))
+
+    def run(params, *data):
+        split = PartitionSpec(*[None] * axis, "data")
+        return jax.shard_map(local, mesh=_mesh(), in_specs=(PartitionSpec(),) + (split,) * len(data),
+                             out_specs=PartitionSpec(), check_vma=False)(params, *data)
+
+    return run
 
 
 def along(axis=0):

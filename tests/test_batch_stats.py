@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -168,8 +169,11 @@ def test_statistics_and_edits_sharded_over_four_host_devices(processes, proggan_
     out, inputs = tmp_path / "sharded", tmp_path / "inputs.pkl"
     rw, goals, contexts, lrs = edit_batch(proggan_rw)
     inputs.write_bytes(pickle.dumps((goals, contexts, lrs)))
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={4 // processes}",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])}
+    dump = tmp_path / "hlo"  # the compiled programs, to see where they communicate
+    flags = f"--xla_force_host_platform_device_count={4 // processes}"
+    flags += f" --xla_dump_to={dump} --xla_dump_hlo_as_text" if processes == 1 else ""
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])}
     script = [sys.executable, "-c", SHARDED % (str(inputs), str(out))]
     address = f"localhost:{_free_port()}"
     args = [[address, str(i)] for i in range(processes)] if processes > 1 else [[]]
@@ -190,3 +194,32 @@ def test_statistics_and_edits_sharded_over_four_host_devices(processes, proggan_
         assert sharded["w"].shape == w.shape and sharded["losses"].shape == losses.shape == (3, 15)
         np.testing.assert_allclose(sharded["losses"], losses, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(sharded["w"], w, atol=1e-4 * np.abs(w).max())
+    if processes == 1:  # the statistics' partial sums meet once per call, the edits never
+        collectives = [_collectives_in_loops(f.read_text()) for f in dump.glob("*after_optimizations.txt")]
+        assert sum(1 for inside, outside in collectives if outside) >= 1
+        assert all(not inside for inside, outside in collectives), collectives
+
+
+def _collectives_in_loops(hlo):
+    """(collective ops inside while loops, outside them) in a compiled HLO module's text."""
+    callee = re.compile(r"(?:body|condition|calls|to_apply)=%([\w.-]+)|branch_computations=\{([^}]*)\}")
+    comps, calls, name = {}, {}, None
+    for line in hlo.splitlines():
+        header = not line.startswith(" ") and re.match(r"(?:ENTRY )?%?([\w.-]+) .*\{$", line)
+        if header:  # a computation's first line; its instructions are indented
+            name = header.group(1)
+            comps[name], calls[name] = [], set()
+        elif name and line.startswith(" "):
+            comps[name].append(line)
+            for m in callee.finditer(line):
+                calls[name] |= {m.group(1)} if m.group(1) else set(re.findall(r"%([\w.-]+)", m.group(2)))
+    todo = [b for lines in comps.values() for line in lines for b in re.findall(r"body=%([\w.-]+)", line)]
+    loops = set()
+    while todo:  # loop bodies and everything they call
+        c = todo.pop()
+        if c not in loops:
+            loops.add(c)
+            todo += calls.get(c, ())
+    ops = re.compile(r" (all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)(-start)?\(")
+    found = [(c in loops, op.group(1)) for c, lines in comps.items() for line in lines for op in [ops.search(line)] if op]
+    return [op for inside, op in found if inside], [op for inside, op in found if not inside]

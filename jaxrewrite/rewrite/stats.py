@@ -1,9 +1,10 @@
 """Statistics of keys: the uncentred second moment C = E[k kᵀ] at a layer, and its ZCA matrix.
 
 Keys are the feature vectors (channels) entering the rewritten weight, one per pixel of every
-sample of the z data set. Batches run under `jit` (sharded over all devices of every process
-when there are several), `CHUNK` of them per call as one `lax.scan`, and the chunks' partial
-sums are accumulated in float64 on the host. Results are cached on disk, keyed by everything
+sample of the z data set. Batches run under `jit`, `CHUNK` of them per call as one
+`lax.scan`; with several devices (of every process) each sums its share of every batch and
+the devices' sums meet once per call. The calls' partial sums are accumulated in float64 on
+the host. Results are cached on disk, keyed by everything
 that changes them.
 """
 
@@ -51,7 +52,7 @@ def key_sums_fn(gen, first):
         zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return jax.lax.scan(add, zero, (zs, numbers, weights))[0]
 
-    return xla.jit(sums)
+    return xla.jit(sharding.summed(sums, axis=1))
 
 
 def second_moment(gen, params, first, n, seed=1, batch_size=10, show_progress=False):
