@@ -34,15 +34,13 @@ def models():
 
 
 def measure(name, model, layer, n, batch):
-    """Throughput of `stats.second_moment` (compiled first) at `layer`; StyleGAN2 with the
+    """Throughput of `stats.second_moment` (compiled first, then the best of 3 runs) at `layer`; StyleGAN2 with the
     official noise emulation (noise rows of batches of 10) as the rewriter uses it."""
     gen = model.generator(**({"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}))
     t = time.perf_counter()
     stats.second_moment(gen, model.params, layer, n, batch_size=batch)  # compiles (for this n's chunk size)
     first_run = time.perf_counter() - t
-    t = time.perf_counter()
-    c = stats.second_moment(gen, model.params, layer, n, batch_size=batch)
-    seconds = time.perf_counter() - t
+    seconds, c = record.best_seconds(lambda: stats.second_moment(gen, model.params, layer, n, batch_size=batch))
     bag = jax.eval_shape(lambda p, z: gen.upto(p, gen.inputs(z), layer), model.params,
                          np.zeros((1, gen.z_dim), np.float32))
     h, w = bag["fmap"].shape[1:3]

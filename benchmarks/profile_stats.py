@@ -15,7 +15,6 @@ The gaps between rows are the host's share: transfers, dispatch, read-back.
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -23,20 +22,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_stats  # noqa: E402
+import record  # noqa: E402
 
 from jaxrewrite import modelfile, sharding, zoo  # noqa: E402
 from jaxrewrite.rewrite import stats  # noqa: E402
 from jaxrewrite.zdataset import z_dataset  # noqa: E402
 
 
-def _best(fn, repeats=3):
+def _best(fn):
     fn()  # compiled / warm
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return record.best_seconds(fn)[0]
 
 
 def _chunked(gen, params, layer, n, batch, chunk):

@@ -1,9 +1,11 @@
-"""Every benchmark result file says when, where and by which command it was made."""
+"""Every benchmark result file says when, where and by which command it was made; and the
+one way the benchmarks time a call."""
 
 import json
 import os
 import platform
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -20,3 +22,17 @@ def save(path, data, **extra):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**meta, **data}, indent=1) + "\n")
+
+
+def best_seconds(fn, repeats=3):
+    """(fastest of `repeats` timed calls of `fn`, the last call's result), each waited for
+    (`jax.block_until_ready`). The host's speed drifts within seconds: one short call (a
+    small model's statistics take ~0.05 s) can land in a slow spell."""
+    import jax
+
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t)
+    return best, result

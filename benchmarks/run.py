@@ -5,6 +5,7 @@ and writes `results/run.json` (machine, date, versions, command).
 
     python benchmarks/run.py                  # everything (about 10 min on 2 CPU cores with torch)
     python benchmarks/run.py --skip-large     # without the 512-channel layer (about 2 min)
+    python benchmarks/run.py --cpu-devices 2  # one jax device per core of a 2-core CPU
 
 torch (optional, `pip install torch==2.13.0`) adds the PyTorch column; the torch loop's time
 per iteration is constant, so `--torch-niter` iterations are timed and scaled to 2001. The
@@ -126,16 +127,20 @@ def main():
     ap.add_argument("--stages", default="edits,stats,sampling,sweep", help="which of the four to run")
     ap.add_argument("--stats-batch", type=int, default=50, help="images per statistics batch (both loops)")
     ap.add_argument("--torch-device", help="cpu or cuda (default: cuda when torch sees a GPU)")
+    ap.add_argument("--cpu-devices", type=int, help="jax devices on a CPU (jax's default: 1). One per core splits "
+                                                    "the vmapped edits and the sweep over the cores")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "run.json"))
     args = ap.parse_args()
+    if args.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     torch_device = args.torch_device or _torch_device()
     vmaps = [int(n) for n in args.vmaps.split(",") if n]
     stages = set(args.stages.split(","))
 
     rate, bandwidth = bench_edit.matmul_rate(), bench_edit.copy_rate()
-    print(f"device {jax.devices()[0]}; matmul floor {rate / 1e9:.1f} GFLOP/s (float32, default precision); "
+    print(f"device {jax.devices()[0]} (of {jax.device_count()}); matmul floor {rate / 1e9:.1f} GFLOP/s (float32, default precision); "
           f"copy {bandwidth / 1e9:.1f} GB/s read + written (256 MiB)", flush=True)
-    result = {"matmul_flops_per_s": rate, "copy_bytes_per_s": bandwidth,
+    result = {"devices": jax.device_count(), "matmul_flops_per_s": rate, "copy_bytes_per_s": bandwidth,
               "matmul_precision": str(jax.config.jax_default_matmul_precision),
               "edits": [], "stats": [], "sampling": [], "sweep": None}
     save = lambda: record.save(args.out, result, torch=bench_edit.torch_version(), torch_device=torch_device)

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+import record
 from jaxrewrite import xla
 from jaxrewrite.zdataset import z_dataset
 
@@ -169,7 +170,8 @@ def second_moment(context, z_dim, n, batch_size=50, seed=1, device="cpu"):
 
 
 def measure(name, model, layer, n, batch_size=50, device="cpu", threads=None):
-    """Images/s of the torch statistics loop (one warm-up batch first)."""
+    """Images/s of the torch statistics loop (one warm-up batch first, then the best of 3 runs,
+as `bench_stats.measure`)."""
     import torch
 
     if threads:
@@ -179,10 +181,7 @@ def measure(name, model, layer, n, batch_size=50, device="cpu", threads=None):
     second_moment(context, z_dim, batch_size, batch_size, device=device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     sync()
-    t = time.perf_counter()
-    second_moment(context, z_dim, n, batch_size, device=device)
-    sync()
-    seconds = time.perf_counter() - t
+    seconds, _ = record.best_seconds(lambda: (second_moment(context, z_dim, n, batch_size, device=device), sync()))
     return {"model": name, "layer": layer, "n": n, "device": device, "seconds": seconds, "images_per_s": n / seconds}
 
 
