@@ -34,8 +34,9 @@ def models():
 
 
 def measure(name, model, layer, n, batch):
-    """Throughput of `stats.second_moment` (compiled first, then the best of 3 runs) at `layer`; StyleGAN2 with the
-    official noise emulation (noise rows of batches of 10) as the rewriter uses it."""
+    """Throughput of `stats.second_moment` at `layer` (compiled first, then the best of up to
+    3 runs, `record.best_seconds`); StyleGAN2 with the official noise emulation (noise rows of
+    batches of 10) as the rewriter uses it."""
     gen = model.generator(**({"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}))
     t = time.perf_counter()
     stats.second_moment(gen, model.params, layer, n, batch_size=batch)  # compiles (for this n's chunk size)
