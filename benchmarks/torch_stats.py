@@ -171,7 +171,7 @@ def second_moment(context, z_dim, n, batch_size=50, seed=1, device="cpu"):
 
 def measure(name, model, layer, n, batch_size=50, device="cpu", threads=None):
     """Images/s of the torch statistics loop (one warm-up batch first, then the best of up to 3
-runs, as `bench_stats.measure`)."""
+    runs, as `bench_stats.measure`)."""
     import torch
 
     if threads:
