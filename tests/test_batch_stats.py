@@ -46,8 +46,8 @@ def _single(rw, goal, d, lr, niter):
     return np.asarray(get(params, rw.weight_path)), losses
 
 
-@pytest.mark.parametrize("which", ["proggan", "stylegan2"])
-def test_vmapped_edits_equal_separate_runs(which, proggan_rw, stylegan2_rw):
+@pytest.mark.parametrize("which,group", [("proggan", None), ("stylegan2", None), ("proggan", 1)])
+def test_vmapped_edits_equal_separate_runs(which, group, proggan_rw, stylegan2_rw):
     rw = proggan_rw if which == "proggan" else stylegan2_rw
     if which == "proggan":  # different goal sizes: padded, exact for a plain conv
         edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((3, 3, 6, 6), (1, 2, 5, 7))]
@@ -56,7 +56,7 @@ def test_vmapped_edits_equal_separate_runs(which, proggan_rw, stylegan2_rw):
     goals = [rw.copy_paste_goal(e)[:2] for e in edits]
     ds = [rw.key(e.key, rank) for e, rank in zip(edits, (1, 2))]  # different ranks: zero rows pad the first
     lrs = [0.05, 0.02]
-    w, losses = batch.insert_many(rw, goals, ds, lrs, niter=25)
+    w, losses = batch.insert_many(rw, goals, ds, lrs, niter=25, group=group)  # group 1: an edit per call
     for i in range(len(edits)):
         w1, l1 = _single(rw, goals[i], ds[i], lrs[i], 25)
         np.testing.assert_allclose(losses[i], l1, rtol=2e-4, atol=1e-6)
@@ -188,6 +188,11 @@ def test_statistics_and_edits_sharded_over_four_host_devices(processes, proggan_
         assert p.returncode == 0, err[-2000:]
     single = stats.second_moment(proggan_rw.gen, proggan_rw.model.params, "layer5.conv", n=13, seed=3, batch_size=6)
     w, losses = batch.insert_many(rw, goals, contexts, lrs, niter=15)
+    grouped = batch.insert_many(rw, goals, contexts, lrs, niter=15, group=2)  # two calls, the second padded
+    with pytest.raises(ValueError, match="edits per device"):
+        batch.insert_many(rw, goals, contexts, lrs, niter=15, group=0)
+    np.testing.assert_allclose(grouped[1], losses, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grouped[0], w, atol=1e-4 * np.abs(w).max())
     for name in [f"sharded{i}.npz" for i in range(processes)] if processes > 1 else ["sharded.npz"]:
         sharded = np.load(tmp_path / name)
         np.testing.assert_allclose(sharded["c"], single, rtol=1e-5, atol=1e-7 * np.abs(single).max())
