@@ -46,8 +46,8 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     contexts: E key directions [r, C_in] (any ranks); lrs: [E] learning rates. `group`: edits
     per device per call (default: all in one call, what fills an accelerator); the rest run
     as further calls of the same compiled program. It bounds memory, and with a CPU device
-    per core keeps each call's weights and Adam moments in cache (64 StyleGAN2 golden edits
-    on 2 cores: 9.1 s at once, 6.5 s with group=2; benchmarks/README.md)."""
+    per core small groups run faster (64 StyleGAN2 golden edits on 2 cores: 9.1 s at once,
+    6.5 s with group=2; slower on one device; benchmarks/README.md)."""
     if group is not None and group < 1:
         raise ValueError(f"group is a number of edits per device, not {group}")
     goal_in, goal_out, mask = stack_goals(goals)
