@@ -37,8 +37,7 @@ def summed(fn, axis):
         return jax.tree.map(lambda x: jax.lax.psum(x, "data"), fn(params, *data))
 
     def run(params, *data):
-        split = PartitionSpec(*[None] * axis, "data")
-        return jax.shard_map(local, mesh=_mesh(), in_specs=(PartitionSpec(),) + (split,) * len(data),
+        return jax.shard_map(local, mesh=_mesh(), in_specs=(PartitionSpec(),) + (along(axis).spec,) * len(data),
                              out_specs=PartitionSpec(), check_vma=False)(params, *data)
 
     return run

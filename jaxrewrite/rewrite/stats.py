@@ -4,8 +4,7 @@ Keys are the feature vectors (channels) entering the rewritten weight, one per p
 sample of the z data set. Batches run under `jit`, `CHUNK` of them per call as one
 `lax.scan`; with several devices (of every process) each sums its share of every batch and
 the devices' sums meet once per call. The calls' partial sums are accumulated in float64 on
-the host. Results are cached on disk, keyed by everything
-that changes them.
+the host. Results are cached on disk, keyed by everything that changes them.
 """
 
 import functools
