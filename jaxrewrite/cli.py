@@ -23,6 +23,17 @@ def _load(path, args=None):
     return load_model(path, arch=arch, config=config)
 
 
+def _save_model(model, out):
+    """A checkpoint the official code loads where the name asks for one, else our model file."""
+    from checkpoints_convert import export, write
+    from jaxrewrite import modelfile
+
+    if out.endswith((".pt", ".pth", ".npz")):
+        write(export(model), out)
+    else:
+        modelfile.save(model, out)
+
+
 def cmd_convert(args):
     from jaxrewrite import modelfile
 
@@ -75,8 +86,7 @@ def cmd_edit(args):
     """Copy-paste edit (`edit`) or erase (`erase`) of one layer, official defaults."""
     import time
 
-    from checkpoints_convert import export, write
-    from jaxrewrite import images, modelfile
+    from jaxrewrite import images
     from jaxrewrite.rewrite import artifacts as art
     from jaxrewrite.rewrite.editfile import read_edit
     from jaxrewrite.rewrite.rewriter import Rewriter
@@ -110,10 +120,7 @@ def cmd_edit(args):
         art.save(args.artifacts, rw, params, d, losses, goal_in, goal_out, before, after)
     if args.grid:
         images.save(args.grid, np.concatenate([before, after]), cols=len(numbers))
-    if args.out.endswith((".pt", ".pth", ".npz")):
-        write(export(edited), args.out)
-    else:
-        modelfile.save(edited, args.out)
+    _save_model(edited, args.out)
     print(f"edited model -> {args.out}")
 
 
@@ -121,7 +128,6 @@ def cmd_finetune(args):
     """Baseline: all weights fitted to the pasted RGB image (L1)."""
     import time
 
-    from checkpoints_convert import export, write
     from jaxrewrite import images, modelfile
     from jaxrewrite.rewrite.editfile import read_edit
     from jaxrewrite.rewrite.finetune import finetune, rgb_goal
@@ -145,10 +151,7 @@ def cmd_finetune(args):
 
         zs = z_for(range(8), gen.z_dim, args.seed)
         images.save(args.grid, np.concatenate([np.asarray(gen(model.params, zs)), np.asarray(gen(params, zs))]), cols=8)
-    if args.out.endswith((".pt", ".pth", ".npz")):
-        write(export(edited), args.out)
-    else:
-        modelfile.save(edited, args.out)
+    _save_model(edited, args.out)
     print(f"fine-tuned model -> {args.out}")
 
 
