@@ -1,6 +1,7 @@
-"""`jaxrewrite` command line: convert, export, layers, sample."""
+"""`jaxrewrite` command line: convert, export, layers, sample, edit, erase, finetune, eval, demo, zoo."""
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -36,10 +37,11 @@ def _save_model(model, out):
 
 def cmd_convert(args):
     from jaxrewrite import modelfile
+    from jaxrewrite.tree import flatten
 
     model = _load(args.checkpoint, args)
     modelfile.save(model, args.out)
-    n = sum(int(np.prod(np.shape(v))) for v in _leaves(model.params))
+    n = sum(int(np.prod(np.shape(v))) for v in flatten(model.params).values())
     print(f"{args.checkpoint}: {model.arch} ({model.source.get('layout')}), {n:,} parameters -> {args.out}")
     print(f"weights sha256 {model.digest()}")
 
@@ -52,8 +54,6 @@ def cmd_export(args):
 
 
 def cmd_layers(args):
-    import jax
-
     model = _load(args.model)
     gen = _generator(model, args)
     bag = gen.inputs(np.zeros((1, gen.z_dim), np.float32), **_noise_inputs(args, [0]))
@@ -63,13 +63,9 @@ def cmd_layers(args):
 
 
 def cmd_sample(args):
-    import jax
-
     from jaxrewrite import images
     from jaxrewrite.zdataset import z_dataset
 
-    if args.n < 1 or args.batch_size < 1:
-        raise ValueError(f"--n and --batch-size must be >= 1, got {args.n} and {args.batch_size}")
     images.check_path(args.out)
     model = _load(args.model)
     gen = _generator(model, args)
@@ -94,9 +90,6 @@ def cmd_edit(args):
     erase = args.command == "erase"
     if args.grid:
         images.check_path(args.grid)
-    for flag in ("rank", "niter", "piter", "stats_samples"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1")
     edit = read_edit(args.edit, kind="erase" if erase else "edit")
     model = _load(args.model)
     start = time.time()
@@ -128,24 +121,20 @@ def cmd_finetune(args):
     """Baseline: all weights fitted to the pasted RGB image (L1)."""
     import time
 
-    from jaxrewrite import images, modelfile
+    from jaxrewrite import images
     from jaxrewrite.rewrite.editfile import read_edit
     from jaxrewrite.rewrite.finetune import finetune, rgb_goal
 
     if args.grid:
         images.check_path(args.grid)
-    if args.niter < 1:
-        raise ValueError("--niter must be >= 1")
     edit = read_edit(args.edit)
     model = _load(args.model)
-    gen = model.generator(**({"noise": "official", "noise_batch": 1} if model.arch == "stylegan2" else {}))
+    gen = model.generator()
     start = time.time()
     z, target, box = rgb_goal(gen, model.params, edit, args.seed)
     params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr)
-    if not (np.all(np.isfinite(losses))):
-        raise FloatingPointError("fine-tuning diverged (NaN/inf); the model is left unchanged")
     print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({len(losses)} steps) in {time.time() - start:.1f}s")
-    edited = modelfile.Model(model.arch, params, model.config, model.source)
+    edited = dataclasses.replace(model, params=params)
     if args.grid:
         from jaxrewrite.zdataset import z_for
 
@@ -159,8 +148,6 @@ def cmd_eval(args):
     """Section 5.1 metrics of an edit file's rule (its `jaxrewrite` entry) over unseen samples."""
     from jaxrewrite.worlds import protocol
 
-    if args.n < 1:
-        raise ValueError("--n must be >= 1")
     model = _load(args.model)
     rows = protocol.evaluate(model, args.edit, args.variants, args.n, args.seed, args.layer, args.cache,
                              show_progress=True, niter=args.niter, finetune_niter=args.finetune_niter)
@@ -257,24 +244,33 @@ def _generator(model, args):
 
 
 def _noise_inputs(args, numbers):
-    import jax
-
     extra = {"image_numbers": np.asarray(numbers)}
     if args.noise == "random":
         extra["noise_key"] = jax.random.PRNGKey(args.noise_seed)
     return extra
 
 
-def _leaves(tree):
-    for v in tree.values():
-        yield from _leaves(v) if isinstance(v, dict) else [v]
+def count(text):
+    """argparse type of the options that count something: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, as the commands' own errors
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _noise_options(p):
     p.add_argument("--noise", default="official", choices=["official", "fixed", "zero", "random"],
                    help="StyleGAN2 noise: 'official' = the official code's RandomState(0) draw (default), "
                         "'fixed' = the checkpoint's noise buffers, 'zero', 'random' (--noise-seed)")
-    p.add_argument("--noise-batch", type=int, default=1,
+    p.add_argument("--noise-batch", type=count, default=1,
                    help="official noise: emulate the official code running batches of this size "
                         "(image n gets noise row n %% B; 1 = one image per call, as the rewriter)")
     p.add_argument("--noise-seed", type=int, default=0)
@@ -282,7 +278,7 @@ def _noise_options(p):
 
 
 def parser():
-    ap = argparse.ArgumentParser(prog="jaxrewrite", description="Rewrite deep generative models in JAX.")
+    ap = _Parser(prog="jaxrewrite", description="Rewrite deep generative models in JAX.")
     ap.add_argument("--precision", choices=["float32", "default"],
                     help="matmuls and convolutions on accelerators: float32 (the default, at which the official "
                          "results are reproduced) or XLA's faster default (TF32 on recent NVIDIA GPUs); "
@@ -315,26 +311,26 @@ def parser():
                                                       "its conv), or first:last")
         p.add_argument("--edit", required=True, help="edit JSON (object/paste/key masks as PNG data URLs)")
         p.add_argument("--out", required=True, help="edited model file (.pt/.pth/.npz: export to PyTorch layout)")
-        p.add_argument("--rank", type=int, default=1)
-        p.add_argument("--niter", type=int, default=2001)
-        p.add_argument("--piter", type=int, default=10)
+        p.add_argument("--rank", type=count, default=1)
+        p.add_argument("--niter", type=count, default=2001)
+        p.add_argument("--piter", type=count, default=10)
         p.add_argument("--lr", type=float, default=0.05)
         p.add_argument("--key-method", default="zca", choices=["zca", "svd", "mean", "gandissect"])
         p.add_argument("--method", default="projected", choices=["projected", "lambda", "closed"])
-        p.add_argument("--stats-samples", type=int, default=1000)
+        p.add_argument("--stats-samples", type=count, default=1000)
         p.add_argument("--stats-seed", type=int, default=1, help="z data set of the statistics and image numbers")
         p.add_argument("--cache", help="directory for cached key statistics")
         p.add_argument("--artifacts", help="npz of c_matrix, context, weights, losses, goals, images")
         p.add_argument("--grid", help="before/after image grid (.png)")
         if name == "erase":
-            p.add_argument("--drank", type=int, default=30, help="number of key units to erase")
+            p.add_argument("--drank", type=count, default=30, help="number of key units to erase")
         p.set_defaults(run=cmd_edit)
 
     p = sub.add_parser("finetune", help="baseline: fine-tune all weights on the pasted RGB image (L1)")
     p.add_argument("--model", required=True)
     p.add_argument("--edit", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--niter", type=int, default=20001)
+    p.add_argument("--niter", type=count, default=20001)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=1, help="z data set of the image numbers")
     p.add_argument("--grid", help="before/after image grid (.png)")
@@ -345,10 +341,10 @@ def parser():
     p.add_argument("--edit", required=True, help="edit file with a 'jaxrewrite' rule entry (layer, source, target)")
     p.add_argument("--layer", help="override the rule's layer")
     p.add_argument("--variants", nargs="+", default=["ours"], help="any of: " + ", ".join(VARIANTS))
-    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--n", type=count, default=1000)
     p.add_argument("--seed", type=int, default=2, help="z data set of the evaluation samples (edits use 1)")
-    p.add_argument("--niter", type=int, default=2001)
-    p.add_argument("--finetune-niter", type=int, default=2001)
+    p.add_argument("--niter", type=count, default=2001)
+    p.add_argument("--finetune-niter", type=count, default=2001)
     p.add_argument("--cache", default=cache_dir())
     p.add_argument("--json", help="write the rows as JSON")
     p.set_defaults(run=cmd_eval)
@@ -357,7 +353,7 @@ def parser():
                                     "or faces (glasses on the fetched dcgan-faces)")
     p.add_argument("which", nargs="?", default="towns", choices=["towns", "faces"])
     p.add_argument("--out", default="before_after.png")
-    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--n", type=count, default=500)
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--cache", default=cache_dir())
     p.set_defaults(run=cmd_demo)
@@ -370,10 +366,10 @@ def parser():
 
     p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed")
     p.add_argument("--model", required=True, help="model file or any convertible checkpoint")
-    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--n", type=count, default=16)
     p.add_argument("--seed", type=int, default=1, help="z data-set seed (official default 1)")
     p.add_argument("--out", required=True, help="grid.png or images.npy (float32 NHWC in [-1, 1])")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=count, default=32)
     _noise_options(p)
     p.set_defaults(run=cmd_sample)
     return ap
@@ -388,7 +384,10 @@ def set_precision(choice):
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad argument (already reported)
+        return e.code
     set_precision(args.precision)
     xla.cache_compiled(os.path.join(getattr(args, "cache", None) or cache_dir(), "xla"))
     try:

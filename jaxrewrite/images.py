@@ -32,10 +32,10 @@ def check_path(path):
 def save(path, images, cols=None):
     """`.npy`: the raw float32 NHWC array; `.png`/`.jpg`: a grid of the images."""
     check_path(path)
-    images = np.asarray(images, np.float32)
-    if path.endswith(".npy"):
+    images, name = np.asarray(images, np.float32), str(path).lower()
+    if name.endswith(".npy"):
         atomic_write(path, lambda f: np.save(f, images))
-    elif path.lower().endswith((".png", ".jpg", ".jpeg")):
+    else:
         buf = io.BytesIO()
-        Image.fromarray(grid(to_uint8(images), cols)).save(buf, format="PNG" if path.lower().endswith(".png") else "JPEG")
+        Image.fromarray(grid(to_uint8(images), cols)).save(buf, format="PNG" if name.endswith(".png") else "JPEG")
         atomic_write(path, lambda f: f.write(buf.getvalue()))

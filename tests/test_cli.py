@@ -85,6 +85,32 @@ def test_bad_arguments(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.pt"]
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--n", "0"], "argument --n: must be an integer >= 1, got '0'"),
+    (["--batch-size", "two"], "argument --batch-size: must be an integer >= 1, got 'two'"),
+    (["--noise-batch", "0"], "argument --noise-batch: must be an integer >= 1"),
+    (["--noise", "fixed"], "noise='fixed' needs the checkpoint's noise buffers"),
+])
+def test_bad_options_fail_in_one_line(tmp_path, capsys, argv, message):
+    sd = factories.stylegan2(np.random.default_rng(0), 16, 16, 1, {4: 16, 8: 16, 16: 8})
+    torch_format.save({k: v for k, v in sd.items() if not k.startswith("noises.")}, tmp_path / "s.pt")
+    assert run("sample", "--model", tmp_path / "s.pt", "--out", tmp_path / "x.npy", *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.pt"]
+
+
+def test_output_suffix_in_any_case(tmp_path):
+    sd = factories.proggan(np.random.default_rng(0), (16, 32, 16))
+    torch_format.save(sd, tmp_path / "p.pt")
+    assert run("sample", "--model", tmp_path / "p.pt", "--n", 2, "--out", tmp_path / "x.NPY") == 0
+    assert np.load(tmp_path / "x.NPY").shape == (2, 8, 8, 3)
+    assert run("sample", "--model", tmp_path / "p.pt", "--n", 2, "--out", tmp_path / "x.PNG") == 0
+    from PIL import Image
+
+    assert Image.open(tmp_path / "x.PNG").format == "PNG"
+
+
 def test_console_script_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jaxrewrite", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "convert" in proc.stdout and "sample" in proc.stdout

@@ -72,7 +72,8 @@ def demodulation(kernel, style):
     return jax.lax.rsqrt(jnp.square(style) @ w2 + 1e-8)  # [n, out]
 
 
-def styled_conv(name, sub, lat, conv_index, upsample, mode, noise_batch):
+def styled_conv(name, sub, lat, upsample, mode, noise_batch):
+    """The named steps of one styled convolution; `lat` indexes its latent and its noise buffer."""
     base = f"{name}.{sub}"
 
     def pick(params, bag):
@@ -102,8 +103,8 @@ def styled_conv(name, sub, lat, conv_index, upsample, mode, noise_batch):
         return {**bag, "fmap": ops.upfirdn2d(bag["fmap"], fir, pad=((p + 1) // 2 + 1, p // 2 + 1))}
 
     def noise(params, bag):
-        buffer = params.get("noises", {}).get(f"noise_{conv_index}") if mode == "fixed" else None
-        n = noise_for(bag, bag["fmap"].shape, mode, noise_batch, buffer, conv_index)
+        buffer = params["noises"][f"noise_{lat}"] if mode == "fixed" else None
+        n = noise_for(bag, bag["fmap"].shape, mode, noise_batch, buffer, lat)
         return {**bag, "fmap": bag["fmap"] + get(params, f"{base}.noise")["strength"] * n}
 
     def activate(params, bag):
@@ -146,6 +147,10 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
     """
     if noise not in NOISE_MODES:
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+    if noise == "fixed" and "noises" not in params:
+        raise ValueError("noise='fixed' needs the checkpoint's noise buffers (noises.noise_j), and it has none")
+    if int(noise_batch) < 1:
+        raise ValueError(f"noise_batch must be >= 1, got {noise_batch}")
     lr_mlp = float((config or {}).get("lr_mlp", 0.01))
     n_mlp = len(params["style"])
     n_conv = sum(1 for k in params if k.startswith("layer"))
@@ -185,12 +190,12 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
 
     layers = [Layer("style.0", pixel_norm)] + [mapping(i) for i in range(1, n_mlp + 1)]
     layers += [Layer("latents", latents), Layer("input", constant)]
-    layers += styled_conv("layer2", "conv", 0, 0, False, noise, noise_batch)
+    layers += styled_conv("layer2", "conv", 0, False, noise, noise_batch)
     layers += to_rgb("to_rgb1", 1, skip=False)
     for j, n in enumerate(range(3, n_conv + 2, 2), start=1):
         layers.append(upsample_rgb(j))
-        layers += styled_conv(f"layer{n}", "sconv", n - 2, n - 2, True, noise, noise_batch)
-        layers += styled_conv(f"layer{n + 1}", "sconv", n - 1, n - 1, False, noise, noise_batch)
+        layers += styled_conv(f"layer{n}", "sconv", n - 2, True, noise, noise_batch)
+        layers += styled_conv(f"layer{n + 1}", "sconv", n - 1, False, noise, noise_batch)
         layers += to_rgb(f"to_rgb{j + 1}", n, skip=True)
 
     def inputs(z, image_numbers=None, noise_key=None):
