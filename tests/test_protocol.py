@@ -84,8 +84,22 @@ def test_eval_cli_bad_input(setup, tmp_path, capsys):
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "jaxrewrite"}))
     assert read_edit(plain)  # a valid official edit, but without a rule to evaluate
-    for edit, variant, message in ((plain, "ours", "no 'jaxrewrite' entry"), (path, "magic", "unknown variant")):
+    broken = tmp_path / "broken.json"
+    request = json.loads(path.read_text())
+    broken.write_text(json.dumps({**request, "object": [request["object"][0], "data:image/png;base64,AAAA"]}))
+    for edit, variant, message in ((plain, "ours", "no 'jaxrewrite' entry"), (path, "magic", "unknown variant"),
+                                   (broken, "ours", "'object'")):  # not a row skipped: the file is wrong
         assert cli.main(["eval", "--model", str(model_path), "--edit", str(edit), "--n", "4", "--niter", "2",
                          "--variants", variant, "--cache", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+
+
+def test_evaluate_skips_only_what_cannot_apply(setup, tmp_path):
+    model, _, path, tmp = setup
+    erase = tmp_path / "erase.json"
+    request = json.loads(path.read_text())
+    erase.write_text(json.dumps({**request, "jaxrewrite": {**request["jaxrewrite"], "kind": "erase", "drank": 4}}))
+    rows = protocol.evaluate(model, erase, ("finetune", "ours"), n=4, niter=3, cache_dir=str(tmp))
+    assert rows["finetune"] == {"skipped": "fine-tuning needs a copy-paste edit (object + paste)"}
+    assert rows["ours"]["images"] == 4

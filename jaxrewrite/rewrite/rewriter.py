@@ -4,6 +4,7 @@ Per-image steps run one image per call as the official rewriter does (for StyleG
 means noise row 0); statistics emulate the official batches of 10.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import jax
@@ -20,6 +21,11 @@ from .editfile import decode_mask
 
 KEY_METHODS = ("zca", "svd", "mean", "gandissect")
 METHODS = ("projected", "lambda", "closed")
+
+
+class NotApplicable(ValueError):
+    """A method that cannot run on this target or edit (the closed form on a nonlinear target):
+    a comparison of methods skips it, where any other error stops."""
 
 
 def target_span(gen, layer):
@@ -136,7 +142,7 @@ class Rewriter:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         if method == "closed" and self.first != self.last:
-            raise ValueError(f"the closed form needs a linear target; {self.first}..{self.last} is not")
+            raise NotApplicable(f"the closed form needs a linear target; {self.first}..{self.last} is not")
         params = self.device_params
         goal_in = {k: jnp.asarray(v) for k, v in goal_in.items()}
         run = self.program(("insert", method, niter, piter, tuple(record)),
@@ -166,7 +172,7 @@ class Rewriter:
         return run
 
     def edited(self, params):
-        return Model(self.model.arch, params, self.model.config, self.model.source)
+        return dataclasses.replace(self.model, params=params)
 
 
 def apply_edit(model, layer, edit, *, kind="edit", rank=1, key_method="zca", method="projected", niter=2001,

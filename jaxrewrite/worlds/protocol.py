@@ -1,35 +1,44 @@
 """Apply one shipped-style edit by a named variant, and evaluate it: the rows of the
 section 5.1 table (ours, its Λ and closed-form variants, two ablations, fine-tuning)."""
 
+import dataclasses
 import time
 
 import numpy as np
 
-from ..modelfile import Model
 from ..rewrite.editfile import read_edit
 from ..rewrite.finetune import finetune, rgb_goal
-from ..rewrite.rewriter import Rewriter
+from ..rewrite.rewriter import NotApplicable, Rewriter
 from . import VARIANTS, edits, metrics
 
 
+def apply(model, edit_path, variant="ours", **options):
+    """(edited Model, seconds, final loss) for one variant of the edit in `edit_path`; options
+    as `apply_rule`'s."""
+    return apply_rule(model, *read(edit_path), variant, **options)
 
-def apply(model, edit_path, variant="ours", layer=None, niter=2001, lr=0.05, finetune_niter=2001,
-          finetune_lr=0.01, cache_dir=None, show_progress=False, rewriter=None):
-    """(edited Model, seconds, final loss) for one variant of the edit in `edit_path`."""
+
+def read(edit_path):
+    """(rule, Edit) of an edit file with a `jaxrewrite` entry; a malformed file stops here."""
     rule = edits.rule(edit_path)
+    return rule, read_edit(edit_path, kind=rule.get("kind", "edit"))
+
+
+def apply_rule(model, rule, edit, variant="ours", layer=None, niter=2001, lr=0.05, finetune_niter=2001,
+               finetune_lr=0.01, cache_dir=None, show_progress=False, rewriter=None):
+    """`apply` for a rule and edit already read."""
     kind = rule.get("kind", "edit")
-    edit = read_edit(edit_path, kind=kind)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     method, rank, single = VARIANTS[variant]
     start = time.time()
     if method == "finetune":
         if kind != "edit":
-            raise ValueError("fine-tuning needs a copy-paste edit (object + paste)")
+            raise NotApplicable("fine-tuning needs a copy-paste edit (object + paste)")
         gen = model.generator()
         z, target, box = rgb_goal(gen, model.params, edit)
         params, losses = finetune(gen, model.params, z, target, box, finetune_niter, finetune_lr)
-        return Model(model.arch, params, model.config, model.source), time.time() - start, float(losses[-1])
+        return dataclasses.replace(model, params=params), time.time() - start, float(losses[-1])
     rw = rewriter or Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
     if kind == "erase":
         goal_in, goal_out, _ = rw.erase_goal(edit, rule.get("drank", 30))
@@ -50,15 +59,15 @@ def evaluate(model, edit_path, variants=tuple(VARIANTS), n=1000, seed=2, layer=N
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-    rule = edits.rule(edit_path)
+    rule, edit = read(edit_path)
     gen = model.generator()
     rw = Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
     before = metrics.render(gen, model.params, n, seed) if before is None else before
     rows = {}
     for variant in variants:
         try:
-            edited, seconds, loss = apply(model, edit_path, variant, rewriter=rw, **options)
-        except ValueError as e:  # e.g. closed form on a nonlinear target, fine-tuning an erase
+            edited, seconds, loss = apply_rule(model, rule, edit, variant, rewriter=rw, **options)
+        except NotApplicable as e:  # closed form on a nonlinear target, fine-tuning an erase
             rows[variant] = {"skipped": str(e)}
             continue
         after = metrics.render(gen, edited.params, n, seed)
