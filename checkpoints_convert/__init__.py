@@ -14,7 +14,7 @@ from jaxrewrite.modelfile import Model
 from jaxrewrite.tree import flatten, unflatten
 
 from . import dcgan, proggan, stylegan2, torch_format
-from .rules import forward, inverse
+from .rules import RANKS, forward, inverse
 from .torch_format import CheckpointError
 
 ARCHS = {"stylegan2": stylegan2, "proggan": proggan, "dcgan": dcgan}
@@ -76,6 +76,10 @@ def convert(obj, *, arch="auto", config=None):
         if name in canonical:
             raise CheckpointError(f"key {key!r} duplicates another entry")
         canonical[name] = (key, sd[key])
+    for name, (key, array) in canonical.items():
+        rank = RANKS.get((mod.RULES.to_tree(name) or (None, "same"))[1])
+        if rank is not None and array.ndim != rank:
+            raise CheckpointError(f"key {key!r} has shape {tuple(array.shape)}, expected {rank} dimensions")
     arrays = {name: a for name, (_, a) in canonical.items()}
     expected = mod.spec(arrays)
     for name, (key, array) in canonical.items():

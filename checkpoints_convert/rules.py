@@ -22,6 +22,9 @@ TRANSFORMS = {
     "nchw": (lambda a: a.transpose(0, 2, 3, 1), lambda a: a.transpose(0, 3, 1, 2)),  # NCHW <-> NHWC
 }
 
+# the rank each layout transform takes ("same": any), checked before a tensor's shape is read
+RANKS = {"linear": 2, "conv": 4, "mconv": 5, "conv_t": 4, "nchw": 4}
+
 _PLACEHOLDERS = {"p": r"(?P<p>.+?)", "n": r"(?P<n>\d+)"}
 
 

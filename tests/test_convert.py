@@ -96,6 +96,10 @@ def _sg2():
      r"key 'convs.0.conv.weight' has shape \(1, 16, 15, 3, 3\), expected \(1, 16, 16, 3, 3\)"),
     (lambda sd: sd.update({"to_rgb1.bias": np.zeros((1, 3), np.float32)}), r"key 'to_rgb1.bias' has shape"),
     (lambda sd: sd.update({"style.1.bias": "oops"}), r"entry 'style.1.bias' is a str, not a tensor"),
+    (lambda sd: sd.update({"style.1.weight": np.zeros(16, np.float32)}),
+     r"key 'style.1.weight' has shape \(16,\), expected 2 dimensions"),
+    (lambda sd: sd.update({"conv1.conv.weight": np.zeros((16, 16, 3, 3), np.float32)}),
+     r"key 'conv1.conv.weight' has shape \(16, 16, 3, 3\), expected 5 dimensions"),
 ])
 def test_stylegan2_errors_name_the_key(mutate, message):
     sd = _sg2()
@@ -114,6 +118,15 @@ def test_architecture_errors():
     sd = factories.proggan(np.random.default_rng(5), (16, 32, 16))
     sd.pop("layer4.conv.weight"), sd.pop("layer4.wscale.b")
     with pytest.raises(CheckpointError, match="layer4.conv.weight"):
+        cc.convert(sd)
+    sd = factories.proggan(np.random.default_rng(5), (16, 32, 16))
+    sd["layer1.conv.weight"] = sd["layer1.conv.weight"][0]
+    with pytest.raises(CheckpointError, match=r"key 'layer1.conv.weight' has shape \(16, 4, 4\), expected 4 dimensions"):
+        cc.convert(sd)
+    sd = factories.dcgan(np.random.default_rng(6))
+    first = next(k for k in sd if k.endswith(".weight"))
+    sd[first] = sd[first].reshape(-1)
+    with pytest.raises(CheckpointError, match=f"key '{first}' has shape .*, expected 4 dimensions"):
         cc.convert(sd)
 
 
