@@ -70,15 +70,14 @@ def test_golden_requests_parse(golden, arch, kind):
     assert (edit.object and edit.object[0]) == obj
     assert edit.paste[0] == paste and [n for n, _ in edit.key] == key
     assert (edit.query is not None) == ((arch, kind) == ("stylegan2", "edit"))
-    assert edit.image_numbers() == sorted({paste, *key} | ({obj} if obj is not None else set()))
 
 
 def test_key_defaults_to_paste_and_erase_ignores_object():
     edit = parse_edit(_request(key=None))
     assert edit.key == (edit.paste,) == ((5, DISK),)
-    assert edit.image_numbers() == [2, 5]
+    assert edit.object == (2, DISK)
     erase = parse_edit(_request(object=[-1, "junk"]), kind="erase")
-    assert erase.object is None and erase.image_numbers() == [0, 5]
+    assert erase.object is None and [n for n, _ in erase.key] == [5, 0] and erase.paste[0] == 5
     assert parse_edit(_request(query=[7, BLACK])).query == (7, BLACK)  # UI-only: may be empty
 
 

@@ -89,11 +89,6 @@ class Edit:
     key: tuple[tuple[int, str], ...]
     query: tuple[int, str] | None = None
 
-    def image_numbers(self):
-        """The images the rewrite needs to generate (the UI-only query excluded)."""
-        entries = [self.paste, *self.key] + ([self.object] if self.object else [])
-        return sorted({number for number, _ in entries})
-
 
 def _describe(value):
     if isinstance(value, (list, tuple)):

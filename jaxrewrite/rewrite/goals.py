@@ -9,6 +9,8 @@ right) with exclusive bottom/right, in feature-map pixels.
 
 import numpy as np
 
+from .keys import top_units
+
 
 def bounding_box(mask):
     """Box of mask > 0, or None for an empty mask."""
@@ -55,21 +57,20 @@ def crop_boxes(key_shape, value_shape, box):
 
 def crop_bag(bag, fmap, box):
     """A copy of `bag` with `fmap` replaced, and the running RGB image (StyleGAN2) cut to
-    `box` as the official `merge_target_output` does (box None: no cut)."""
+    `box` as the official `merge_target_output` does."""
     out = {**bag, "fmap": fmap}
-    if box is not None and "output" in bag:
+    if "output" in bag:
         t, l, b, r = box
         out["output"] = bag["output"][:, t:b, l:r]
     return out
 
 
-def copy_paste(ctx_bag, value_bag, obj_values, obj_mask_v, paste_mask_v, tight=True):
-    """goal_in, goal_out, full pasted value map, paste box (value resolution)."""
+def copy_paste(ctx_bag, value_bag, obj_values, obj_mask_v, paste_mask_v):
+    """goal_in, goal_out (both cropped to the paste box: the official tight paste), full pasted
+    value map, paste box (value resolution)."""
     clip, clip_mask, _ = cut_object(obj_values, obj_mask_v)
     pasted, box = paste(np.asarray(value_bag["fmap"]), clip, clip_mask, paste_mask_v)
     keys = np.asarray(ctx_bag["fmap"])
-    if not tight:
-        return crop_bag(ctx_bag, keys, None), crop_bag(value_bag, pasted, None), pasted, box
     (kt, kl, kb, kr), (vt, vl, vb, vr) = crop_boxes(keys.shape[1:3], pasted.shape[1:3], box)
     goal_in = crop_bag(ctx_bag, keys[:, kt:kb, kl:kr], (kt, kl, kb, kr))
     goal_out = crop_bag(value_bag, pasted[:, vt:vb, vl:vr], (vt, vl, vb, vr))
@@ -78,7 +79,4 @@ def copy_paste(ctx_bag, value_bag, obj_values, obj_mask_v, paste_mask_v, tight=T
 
 def erase_units(examples, unit_mean_square, drank):
     """The `drank` key units with the highest mask-weighted mean of k² / E[k²] (descending)."""
-    keys = np.concatenate([k for k, _ in examples]).astype(np.float64)
-    weights = np.concatenate([w for _, w in examples]).astype(np.float64)
-    score = ((keys ** 2 / np.asarray(unit_mean_square, np.float64)) * weights[:, None]).sum(0) / weights.sum()
-    return np.argsort(-score, kind="stable")[:drank]
+    return top_units(examples, lambda keys: keys ** 2 / np.asarray(unit_mean_square, np.float64), drank)

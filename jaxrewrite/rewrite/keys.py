@@ -24,6 +24,8 @@ def zca_key(examples, zca_matrix, rank=1):
     z = np.asarray(zca_matrix, np.float64)
     white = weights[:, None] * (keys @ z.T)
     _, _, vt = np.linalg.svd(white, full_matrices=False)
+    if vt.shape[0] < rank:
+        raise ValueError(f"rank {rank} exceeds the {vt.shape[0]} key examples' span")
     q, _ = np.linalg.qr(z @ vt[:rank].T)
     signs = np.sign(white.sum(0) @ q)
     return (q * np.where(signs == 0, 1, signs)).T.astype(np.float32)
@@ -54,17 +56,29 @@ def mean_key(examples, c_matrix, rank=1):
     return (mean / np.linalg.norm(mean))[None].astype(np.float32)
 
 
+def top_units(examples, unit_score, n):
+    """The `n` key units with the highest mask-weighted mean of `unit_score(keys)` [pixels,
+    C_in], highest first (ties in unit order)."""
+    keys = np.concatenate([k for k, _ in examples]).astype(np.float64)
+    weights = np.concatenate([w for _, w in examples]).astype(np.float64)
+    if n > keys.shape[1]:
+        raise ValueError(f"{n} units asked for, the key has {keys.shape[1]}")
+    score = (unit_score(keys) * weights[:, None]).sum(0) / weights.sum()
+    return np.argsort(-score, kind="stable")[:n]
+
+
 def gandissect_key(examples, unit_quantiles, rank=1):
     """One-hot rows for the `rank` units whose masked values are most unusual: highest mean
     -log(1 - q), q = the value's quantile among that unit's values over the data set.
 
     unit_quantiles: [levels, C_in] sorted values of each unit at evenly spaced quantiles."""
-    keys = np.concatenate([k for k, _ in examples])
-    weights = np.concatenate([w for _, w in examples]).astype(np.float64)
     levels = np.linspace(0, 1, unit_quantiles.shape[0])
-    q = np.stack([np.interp(keys[:, c], unit_quantiles[:, c], levels) for c in range(keys.shape[1])], 1)
-    score = (-np.log1p(-np.minimum(q, 1 - 1e-6)) * weights[:, None]).sum(0) / weights.sum()
-    top = np.argsort(-score, kind="stable")[:rank]
-    out = np.zeros((rank, keys.shape[1]), np.float32)
+
+    def unusual(keys):
+        q = np.stack([np.interp(keys[:, c], unit_quantiles[:, c], levels) for c in range(keys.shape[1])], 1)
+        return -np.log1p(-np.minimum(q, 1 - 1e-6))
+
+    top = top_units(examples, unusual, rank)
+    out = np.zeros((rank, unit_quantiles.shape[1]), np.float32)
     out[np.arange(rank), top] = 1
     return out
