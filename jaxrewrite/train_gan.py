@@ -41,6 +41,9 @@ def config(**overrides):
         lr=0.002, betas=(0.0, 0.99), r1_gamma=0.1, r1_every=16, ema_images=10_000, seed=0,
     )
     cfg.update(overrides)
+    if cfg["batch"] < 1 or (cfg["batch"] > 4 and cfg["batch"] % 4):
+        raise ValueError(f"batch must be 1-4 or a multiple of 4 (the discriminator's minibatch-deviation "
+                         f"groups of 4), got {cfg['batch']}")
     return cfg
 
 
@@ -270,7 +273,10 @@ def main(argv=None):
             raise SystemExit(f"{a.state}: saved with {', '.join(f'{k}={cfg.get(k)}' for k in changed)}; "
                              "a resume keeps the stored config")
     else:
-        cfg = config(**given)
+        try:
+            cfg = config(**given)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     cfg = {**cfg, **{k: v for k, v in [("lr", a.lr), ("ema_images", a.ema_images)] if v is not None}}
     os.makedirs(os.path.dirname(os.path.abspath(a.state)), exist_ok=True)
     max_seconds = None if a.max_minutes is None else 60 * a.max_minutes

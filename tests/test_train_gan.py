@@ -68,6 +68,14 @@ def test_command_line_resumes_with_the_stored_config(runs, tmp_path):
         train_gan.main(["--state", str(copy), "--steps", "9", "--widths", "16,16,16,8,8"])
 
 
+@pytest.mark.parametrize("batch", [0, 6])
+def test_a_batch_the_discriminator_cannot_group_is_refused(tmp_path, batch):
+    state = tmp_path / "state.msgpack"
+    with pytest.raises(SystemExit, match=f"batch must be 1-4 or a multiple of 4 .*, got {batch}"):
+        train_gan.main(["--state", str(state), "--steps", "1", "--batch", str(batch)])
+    assert not state.exists()
+
+
 @pytest.mark.parametrize("content", [b"garbage", b"", None])
 def test_a_corrupt_state_file_is_one_line_error(runs, tmp_path, content):
     _, _, _, _, state = runs
