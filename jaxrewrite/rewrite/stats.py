@@ -33,7 +33,8 @@ def key_sums_fn(gen, first):
     (Σ w·k kᵀ, Σ w·pixels) over K batches of B.
 
     Keys are taken before any nearest upsampling that feeds `first` (same C from 4x fewer key
-    vectors). Cached per (generator, layer), so repeated statistics compile once per process."""
+    vectors). Cached per (generator object, layer): repeated statistics with one generator
+    compile once per process (a newly built generator compiles again)."""
     cut = gen.stats_cut(first)
 
     def batch_sums(params, z, numbers, weights):
@@ -105,9 +106,7 @@ def cached_second_moment(model, gen_options, first, n, seed, batch_size, cache_d
             c = f["c_matrix"]
             if json.loads(str(f["meta"])) == meta and np.all(np.isfinite(c)) and c.shape[0] == c.shape[1]:
                 return c
-    except FileNotFoundError:
-        pass
-    except Exception:  # a torn or foreign file: recompute below
+    except Exception:  # missing, torn or foreign: recompute below
         pass
     c = second_moment(gen, model.params, first, n, seed, batch_size, show_progress)
     os.makedirs(cache_dir, exist_ok=True)
