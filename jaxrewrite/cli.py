@@ -319,7 +319,7 @@ def parser():
         p.add_argument("--method", default="projected", choices=["projected", "lambda", "closed"])
         p.add_argument("--stats-samples", type=count, default=1000)
         p.add_argument("--stats-seed", type=int, default=1, help="z data set of the statistics and image numbers")
-        p.add_argument("--cache", help="directory for cached key statistics")
+        p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics")
         p.add_argument("--artifacts", help="npz of c_matrix, context, weights, losses, goals, images")
         p.add_argument("--grid", help="before/after image grid (.png)")
         if name == "erase":
