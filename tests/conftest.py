@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 jax.config.update("jax_default_matmul_precision", "highest")
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
-requires_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden not available (a user's clone)")
 
 
 def rel_err(actual, expected):
@@ -29,8 +28,28 @@ def nchw(x):
     return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
 
 
+def run(*argv):
+    """The command line, in process: its exit status."""
+    from jaxrewrite.cli import main
+
+    return main([str(a) for a in argv])
+
+
 @pytest.fixture
+def small_model(tmp_path):
+    """A model file of a small random ProGAN (16 px, official layout)."""
+    import checkpoints_convert as cc
+    import factories
+    from jaxrewrite import modelfile
+
+    path = tmp_path / "p.msgpack"
+    modelfile.save(cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16))), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def golden():
+    """../shared/golden, the official implementation's outputs; absent only in a user's clone."""
     if not GOLDEN.is_dir():
         pytest.skip("../shared/golden not available (a user's clone)")
     return GOLDEN
@@ -52,7 +71,8 @@ def _cpu_single_thread_env(monkeypatch):
 
 @pytest.fixture(scope="session")
 def faces_wheel(tmp_path_factory):
-    """The gan-face-generate wheel from the package registry (skips when it cannot be had)."""
+    """The gan-face-generate wheel from the package registry (skips without registry access, fails
+    on any other pip error)."""
     import subprocess
 
     from jaxrewrite import zoo
@@ -62,7 +82,10 @@ def faces_wheel(tmp_path_factory):
                            "-d", str(tmp), zoo.FETCHED["dcgan-faces"]["pip"]], capture_output=True, text=True)
     wheels = list(tmp.glob("*.whl"))
     if done.returncode != 0 or not wheels:
-        pytest.skip(f"cannot download {zoo.FETCHED['dcgan-faces']['pip']} (no registry access)")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        offline = any(s in done.stderr for s in ("NewConnectionError", "Max retries exceeded", "Network is unreachable",
+                                                 "name resolution", "from versions: none"))
+        (pytest.skip if offline else pytest.fail)(f"pip download {zoo.FETCHED['dcgan-faces']['pip']}: {last}")
     return wheels[0]
 
 

@@ -5,15 +5,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import nchw, rel_err
+from conftest import nchw, rel_err, run
 
 import factories
 from checkpoints_convert import torch_format
-from jaxrewrite.cli import main
-
-
-def run(*argv):
-    return main([str(a) for a in argv])
 
 
 @pytest.mark.parametrize("arch,ckpt", [("stylegan2", "weights_rosinality.pt"), ("proggan", "weights.pt")])

@@ -4,16 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import nchw, rel_err
+from conftest import nchw, rel_err, run
 
 import checkpoints_convert as cc
 from jaxrewrite import modelfile, xla
-from jaxrewrite.cli import main
 from jaxrewrite.rewrite.editfile import encode_mask
-
-
-def run(*argv):
-    return main([str(a) for a in argv])
 
 
 @pytest.mark.parametrize("arch,ckpt,layer,kind", [
@@ -48,15 +43,6 @@ def test_cli_reproduces_golden_run(golden, tmp_path, arch, ckpt, layer, kind):
     assert grid.exists() and list((tmp_path / "cache").iterdir())
 
 
-@pytest.fixture
-def small_model(tmp_path):
-    import factories
-
-    path = tmp_path / "p.msgpack"
-    modelfile.save(cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16))), path)
-    return path
-
-
 def _edit_file(tmp_path, **entries):
     mask = np.zeros((16, 16))
     mask[4:9, 5:10] = 1
@@ -69,11 +55,22 @@ def _edit_file(tmp_path, **entries):
 
 
 def test_cli_edit_small_model_all_methods(tmp_path, small_model):
+    """Each method changes layer5 alone, by a rank-1 update along the input channels, and no
+    two methods give the same weight; the export keeps every other tensor's bytes."""
+    before = cc.export(modelfile.load(small_model))
+    deltas = {}
     for method in ("projected", "lambda", "closed"):
         out = tmp_path / f"{method}.pt"
         assert run("edit", "--model", small_model, "--layer", "layer5", "--edit", _edit_file(tmp_path),
                    "--stats-samples", 20, "--niter", 30, "--method", method, "--out", out) == 0
-        assert "layer5.conv.weight" in cc.read(str(out))
+        after = cc.read(str(out))
+        assert list(after) == list(before)
+        assert [k for k in before if not np.array_equal(after[k], before[k])] == ["layer5.conv.weight"]
+        delta = (after["layer5.conv.weight"] - before["layer5.conv.weight"]).astype(np.float64)  # OIHW
+        s = np.linalg.svd(delta.transpose(1, 0, 2, 3).reshape(delta.shape[1], -1), compute_uv=False)
+        assert s[1] < 1e-4 * s[0], method
+        deltas[method] = delta
+    assert not np.allclose(deltas["projected"], deltas["lambda"]) and not np.allclose(deltas["lambda"], deltas["closed"])
 
 
 @pytest.mark.parametrize("problem,message", [

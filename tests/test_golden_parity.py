@@ -17,14 +17,10 @@ STYLEGAN2_CUT = ("layer6.sconv.mconv.dconv", "layer6.sconv.activate")
 
 
 @pytest.fixture(scope="module")
-def models():
-    from conftest import GOLDEN
-
-    if not GOLDEN.is_dir():
-        pytest.skip("../shared/golden not available (a user's clone)")
+def models(golden):
     return {
-        "stylegan2": cc.load_model(str(GOLDEN / "stylegan2/weights_rosinality.pt")),
-        "proggan": cc.load_model(str(GOLDEN / "proggan/weights.pt")),
+        "stylegan2": cc.load_model(str(golden / "stylegan2/weights_rosinality.pt")),
+        "proggan": cc.load_model(str(golden / "proggan/weights.pt")),
     }
 
 

@@ -106,13 +106,21 @@ def test_noise_modes():
 
 
 def test_truncation_uses_latent_avg():
+    """w -> avg + t (w - avg): with latent_avg set to z[0]'s w, t = 0 renders z[0]'s image for
+    every z, and t = 0.5 the image of the w halfway between (noise_batch 1: same noise rows)."""
     model = _stylegan2()
     z = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
-    gen0 = model.generator(truncation=0.0)
-    a = gen0(model.params, z)
-    # truncation 0 maps every z to latent_avg: all images equal up to noise rows (noise_batch=1: same)
-    np.testing.assert_allclose(a[0], a[1], atol=1e-5)
+    gen = model.generator()
+    bag = gen.upto(model.params, gen.inputs(z), "latents")
+    avg = np.asarray(bag["latent"][0])
+    model.params["latents"]["latent_avg"] = avg
+    np.testing.assert_allclose(model.generator(truncation=0.0)(model.params, z),
+                               np.repeat(gen(model.params, z[:1]), 2, axis=0), atol=1e-5)
+    halfway = gen.run(model.params, {**bag, "latent": avg + 0.5 * (bag["latent"] - avg)}, gen.span("latents")[0])
+    np.testing.assert_allclose(model.generator(truncation=0.5)(model.params, z), gen.image(halfway), atol=1e-5)
+    assert not np.allclose(gen.image(halfway)[1], gen(model.params, z)[1], atol=1e-3)
     del model.params["latents"]
+    gen0 = model.generator(truncation=0.0)
     with pytest.raises(ValueError, match="latent_avg"):
         gen0(model.params, z)
 

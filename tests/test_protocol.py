@@ -58,7 +58,10 @@ def test_finetune_changes_every_layer(setup):
     model, _, path, _ = setup
     edited, _, loss = protocol.apply(model, path, "finetune", finetune_niter=5)
     assert np.isfinite(loss)
-    assert not np.array_equal(edited.params["layer1"]["conv"]["kernel"], model.params["layer1"]["conv"]["kernel"])
+    names = sorted(model.params)
+    assert len(names) == 11  # layer1..layer10, output_64x64
+    for name in names:
+        assert not np.array_equal(edited.params[name]["conv"]["kernel"], model.params[name]["conv"]["kernel"]), name
 
 
 def test_evaluate_rows_and_table(setup):

@@ -43,12 +43,8 @@ RECORD = (0, 1, 9, 10, 30)
 
 
 @pytest.fixture(scope="module")
-def rewriters():
-    from conftest import GOLDEN
-
-    if not GOLDEN.is_dir():
-        pytest.skip("../shared/golden not available (a user's clone)")
-    return {arch: Rewriter(cc.load_model(str(GOLDEN / arch / ckpt)), layer, stats_samples=100, seed=1)
+def rewriters(golden):
+    return {arch: Rewriter(cc.load_model(str(golden / arch / ckpt)), layer, stats_samples=100, seed=1)
             for arch, (ckpt, layer) in ARCHS.items()}
 
 

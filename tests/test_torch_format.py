@@ -9,15 +9,12 @@ import pickle
 import struct
 import zipfile
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from checkpoints_convert.torch_format import CheckpointError, load, save
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
-needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden not available")
 MAGIC = 0x1950A86A20F9469CFC6C
 
 
@@ -298,13 +295,12 @@ def flatten_rosinality(ckpt):
     return {**ckpt["g_ema"], "latent_avg": ckpt["latent_avg"]}
 
 
-@needs_golden
 @pytest.mark.parametrize("pt, npz, flatten", [
     ("proggan/weights.pt", "proggan/weights.npz", dict),
     ("stylegan2/weights_rosinality.pt", "stylegan2/weights_rosinality.npz", flatten_rosinality),
 ])
-def test_golden_torch_files_match_npz(pt, npz, flatten):
-    got, want = flatten(load(GOLDEN / pt)), np.load(GOLDEN / npz)
+def test_golden_torch_files_match_npz(golden, pt, npz, flatten):
+    got, want = flatten(load(golden / pt)), np.load(golden / npz)
     assert sorted(got) == sorted(want.files)
     for key in want.files:
         assert_equal(got[key], want[key])

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import checkpoints_convert as cc
-from jaxrewrite import modelfile, xla
+from jaxrewrite import xla
 
 
 def _compiled_text(jit):
@@ -47,11 +46,8 @@ def test_unknown_options_are_dropped(fresh_options):
     assert float(xla.jit(lambda x: x * 2)(3.0)) == 6.0
 
 
-def test_command_line_keeps_compiled_programs(tmp_path):
-    import factories
-
-    model = tmp_path / "p.msgpack"
-    modelfile.save(cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16))), model)
+def test_command_line_keeps_compiled_programs(tmp_path, small_model):
+    model = small_model
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "JAX_LOG_COMPILES": "1",
            "PYTHONPATH": os.getcwd()}
     programs = tmp_path / "cache" / "jaxrewrite" / "xla"
