@@ -64,7 +64,7 @@ def worker(address, processes, index, args, out):
     from jaxrewrite.rewrite.rewriter import Rewriter
 
     model, layer, size = _model(args.model)
-    options = {"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}
+    options = model.official_options(10)
     gen = model.generator(**options)
     rw = Rewriter(model, layer, stats_samples=args.images)
     goals, keys = _edits(rw, args.edits, size)

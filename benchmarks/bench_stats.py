@@ -37,7 +37,7 @@ def measure(name, model, layer, n, batch):
     """Throughput of `stats.second_moment` at `layer` (compiled first, then the best of up to
     3 runs, `record.best_seconds`); StyleGAN2 with the official noise emulation (noise rows of
     batches of 10) as the rewriter uses it."""
-    gen = model.generator(**({"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}))
+    gen = model.generator(**model.official_options(10))
     t = time.perf_counter()
     stats.second_moment(gen, model.params, layer, n, batch_size=batch)  # compiles (for this n's chunk size)
     first_run = time.perf_counter() - t

@@ -13,7 +13,6 @@ The gaps between rows are the host's share: transfers, dispatch, read-back.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -75,14 +74,13 @@ def main():
     models = list(bench_stats.models()) + [("towns64-progan-64px", modelfile.load(zoo.resolve("towns64")), "layer5.conv")]
     rows = {}
     for name, model, layer in models:
-        gen = model.generator(**({"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}))
+        gen = model.generator(**model.official_options(10))
         times = variants(gen, model.params, layer, args.batch, args.batches)
         rows[name] = {k: 1e3 * v / args.batches for k, v in times.items()}
         print(name, " ".join(f"{k}: {v:.3f} ms" for k, v in rows[name].items()), flush=True)
     print(f"device {jax.devices()[0].device_kind}, batch {args.batch}, {args.batches} batches, ms per batch")
     if args.out:
-        Path(args.out).write_text(json.dumps({"device": jax.devices()[0].device_kind, "batch": args.batch,
-                                              "ms_per_batch": rows}, indent=1) + "\n")
+        record.save(args.out, {"batch": args.batch, "batches": args.batches, "ms_per_batch": rows})
 
 
 if __name__ == "__main__":

@@ -169,17 +169,13 @@ def second_moment(context, z_dim, n, batch_size=50, seed=1, device="cpu"):
     return (total / count).cpu().numpy()
 
 
-def measure(name, model, layer, n, batch_size=50, device="cpu", threads=None):
+def measure(name, model, layer, n, batch_size=50, device="cpu"):
     """Images/s of the torch statistics loop (one warm-up batch first, then the best of up to 3
     runs, as `bench_stats.measure`)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
     context = context_for(model, layer, device)
     z_dim = model.generator().z_dim
     second_moment(context, z_dim, batch_size, batch_size, device=device)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = record.torch_sync(device)
     sync()
     seconds, _ = record.best_seconds(lambda: (second_moment(context, z_dim, n, batch_size, device=device), sync()))
     return {"model": name, "layer": layer, "n": n, "device": device, "seconds": seconds, "images_per_s": n / seconds}
@@ -189,7 +185,7 @@ def check(model, layer, n=100):
     """Relative max difference between the torch C and jaxrewrite's C on the same weights."""
     from jaxrewrite.rewrite import stats
 
-    gen = model.generator(**({"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}))
+    gen = model.generator(**model.official_options(10))
     ours = stats.second_moment(gen, model.params, layer, n, batch_size=50)
     theirs = second_moment(context_for(model, layer), gen.z_dim, n)
     return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
@@ -209,7 +205,7 @@ def sampling(model, batch=32, seconds=5.0, device="cpu"):
 
     generator, z = context_for(model, None, device), _z(model, batch).to(device)
     numbers = torch.arange(batch, device=device)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = record.torch_sync(device)
     with torch.no_grad():
         generator(z, numbers)
         sync()
@@ -225,7 +221,7 @@ def image_check(model, n=4):
     """Relative max difference between torch's images and jaxrewrite's (same noise rows)."""
     import torch
 
-    gen = model.generator(**({"noise": "official", "noise_batch": 10} if model.arch == "stylegan2" else {}))
+    gen = model.generator(**model.official_options(10))
     z = _z(model, n)
     ours = np.asarray(xla.jit(lambda p, z: gen(p, z, image_numbers=np.arange(n)))(model.params, z.numpy()))
     with torch.no_grad():

@@ -35,6 +35,11 @@ class Model:
     def generator(self, **options):
         return BUILDERS[self.arch](self.params, self.config, **options)
 
+    def official_options(self, batch=1):
+        """Generator options that reproduce the official code running `batch` images per call
+        (StyleGAN2's noise rows; the other architectures draw no noise)."""
+        return {"noise": "official", "noise_batch": batch} if self.arch == "stylegan2" else {}
+
     def digest(self):
         """sha256 over the parameter tree (names, dtypes, shapes, bytes): identifies the weights."""
         h = hashlib.sha256(self.arch.encode())

@@ -58,7 +58,7 @@ class Rewriter:
     gen: object = field(init=False)
 
     def __post_init__(self):
-        self.gen_options = {"noise": "official", "noise_batch": 1} if self.model.arch == "stylegan2" else {}
+        self.gen_options = self.model.official_options(1)
         self.gen = self.model.generator(**self.gen_options)
         self.first, self.last = target_span(self.gen, self.layer)
         self.weight_path = f"{self.first}.kernel"
@@ -66,7 +66,7 @@ class Rewriter:
             get(self.model.params, self.weight_path)
         except KeyError:
             raise ValueError(f"layer {self.first!r} has no kernel to rewrite") from None
-        self.stats_options = {**self.gen_options, "noise_batch": self.stats_batch} if self.gen_options else {}
+        self.stats_options = self.model.official_options(self.stats_batch)
         self.c_matrix = stats.cached_second_moment(
             self.model, self.stats_options, self.first, self.stats_samples, self.seed, 50, self.cache_dir,
             self.show_progress)
