@@ -69,7 +69,7 @@ def main():
     for name, body in variants(target, w0, d, gi, go).items():
         run = xla.jit(lambda w0, body=body: jax.lax.scan(body, (w0, z, z), jnp.arange(args.niter)))
         jax.block_until_ready(run(w0))
-        best = min(bench_edit._timed(lambda: run(w0)) for _ in range(3))
+        best = bench_edit._best(lambda: run(w0), 3)
         rows[name] = 1e6 * best / args.niter
         print(f"{name:45s} {rows[name]:9.1f} us/iteration", flush=True)
     print(f"device {jax.devices()[0].device_kind}, case {args.case}, {args.niter} iterations")

@@ -1,5 +1,5 @@
-"""Every benchmark result file says when, where and by which command it was made; and the
-one way the benchmarks time a call."""
+"""Every benchmark result file says when, where and by which command it was made; the one way
+the benchmarks time a call; where the torch baselines run."""
 
 import json
 import os
@@ -40,3 +40,19 @@ def best_seconds(fn, repeats=3, budget=2.0):
         if total >= budget:
             break
     return best, result
+
+
+def torch_device():
+    """Where the torch baselines run unless told: 'cuda' when torch sees a GPU, else 'cpu'."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_sync(device):
+    """A call that waits for torch's queued work on `device` (nothing to wait for on a CPU)."""
+    import torch
+
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)

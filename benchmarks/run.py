@@ -107,14 +107,6 @@ def torch_sweep(model, edit, niter, cache, device):
     return {"seconds": seconds, "loss_end": np.array(losses)}
 
 
-def _torch_device():
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--niter", type=int, default=2001)
@@ -133,12 +125,13 @@ def main():
     args = ap.parse_args()
     if args.cpu_devices:
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-    torch_device = args.torch_device or _torch_device()
+    torch_device = args.torch_device or record.torch_device()
     vmaps = [int(n) for n in args.vmaps.split(",") if n]
     stages = set(args.stages.split(","))
 
     rate, bandwidth = bench_edit.matmul_rate(), bench_edit.copy_rate()
-    print(f"device {jax.devices()[0]} (of {jax.device_count()}); matmul floor {rate / 1e9:.1f} GFLOP/s (float32, default precision); "
+    print(f"device {jax.devices()[0]} (of {jax.device_count()}); matmul floor {rate / 1e9:.1f} GFLOP/s (float32, precision "
+          f"{jax.config.jax_default_matmul_precision or 'default'}); "
           f"copy {bandwidth / 1e9:.1f} GB/s read + written (256 MiB)", flush=True)
     result = {"devices": jax.device_count(), "matmul_flops_per_s": rate, "copy_bytes_per_s": bandwidth,
               "matmul_precision": str(jax.config.jax_default_matmul_precision),

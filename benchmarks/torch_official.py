@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+import record
+
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 
@@ -20,13 +22,13 @@ def _torch():
     return torch
 
 
-def golden_case(arch, run="edit_zca", golden_dir=GOLDEN):
+def golden_case(arch, run="edit_zca"):
     """The insert problem of a golden run (`arch` 'stylegan2' or 'proggan', `run` e.g. 'erase_zca')."""
-    d = np.load(Path(golden_dir) / arch / f"{run}.npz")
+    d = np.load(GOLDEN / arch / f"{run}.npz")
     case = dict(arch=arch, weight=d["weight_before"], key=d["key"])
     if arch == "proggan":
         return dict(case, goal_in=d["goal_in"], goal_out=d["goal_out"])
-    w = np.load(Path(golden_dir) / arch / "weights_seq.npz")
+    w = np.load(GOLDEN / arch / "weights_seq.npz")
     return dict(case, goal_in=d["goal_in_fmap"], goal_out=d["goal_out_fmap"], style=d["goal_in_style"],
                 noise_strength=w["layer6.sconv.noise.weight"], bias=w["layer6.sconv.activate.bias"])
 
@@ -132,24 +134,19 @@ def linear_insert(target, weight, goal_in, goal_out, key, niter=2001, lr=0.05):
         return edited(), np.array(losses, np.float32)
 
 
-def time_torch_insert(arch_case, niter, device="cpu", threads=None, piter=10, lr=0.05, linear=False, warmup=3):
-    """Wall time of the official loop on a case (dict or a `CASES` name) after `warmup` iterations.
-
-    Returns dict(seconds_total, seconds_per_iter); `threads` sets torch.set_num_threads.
-    """
+def time_torch_insert(arch_case, niter, device="cpu", threads=None, piter=10, lr=0.05, warmup=3):
+    """Wall time per iteration of the official loop on a case (dict or a `CASES` name) after
+    `warmup` iterations; `threads` sets torch.set_num_threads."""
     torch = _torch()
     if threads is not None:
         torch.set_num_threads(threads)
     case = CASES[arch_case]() if isinstance(arch_case, str) else arch_case
     args = to_torch(case, device)
-    run = (lambda n: linear_insert(*args, niter=n, lr=lr)) if linear else (
-        lambda n: insert(*args, niter=n, piter=piter, lr=lr))
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = record.torch_sync(device)
     if warmup:
-        run(warmup)
+        insert(*args, niter=warmup, piter=piter, lr=lr)
     sync()
     start = time.perf_counter()
-    run(niter)
+    insert(*args, niter=niter, piter=piter, lr=lr)
     sync()
-    total = time.perf_counter() - start
-    return dict(seconds_total=total, seconds_per_iter=total / niter)
+    return {"seconds_per_iter": (time.perf_counter() - start) / niter}

@@ -99,18 +99,20 @@ def write_edits(args, model):
 def evaluate(args, model):
     tables = {}
     for name in RULES:
-        rows = protocol.evaluate(model, zoo.shipped_edit("towns64", name), protocol.VARIANTS, args.n,
+        rows = protocol.evaluate(model, zoo.shipped_edit("towns64", name), protocol.VARIANTS, args.n, args.seed,
                                  cache_dir=args.cache, finetune_niter=args.finetune_niter)
         tables[name] = rows
         print(f"\n### {name}\n\n{protocol.table(rows)}")
-    record.save(RESULTS / "towns64_eval.json", {"n": args.n, "finetune_niter": args.finetune_niter, "edits": tables})
+    record.save(RESULTS / "towns64_eval.json", {"n": args.n, "seed": args.seed, "finetune_niter": args.finetune_niter,
+                                                "edits": tables})
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["quality", "edits", "eval"])
-    ap.add_argument("--model", default="towns64")
-    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--model", default="towns64", help="towns64, or a newly trained model file meant to replace it "
+                                                       "(its edits and results are written under the towns64 names)")
+    ap.add_argument("--seed", type=int, default=2, help="quality and eval: the z data set of the samples")
     ap.add_argument("--samples", type=int, default=256, help="quality: samples per side")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--search", type=int, default=300, help="image numbers (seed 1) searched for edit examples")
