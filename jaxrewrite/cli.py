@@ -265,6 +265,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, as the commands' own errors
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def add_argument(self, *args, **kwargs):  # --help shows every option's default
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+        return action
+
 
 def _noise_options(p):
     p.add_argument("--noise", default="official", choices=["official", "fixed", "zero", "random"],

@@ -1,5 +1,6 @@
 """`jaxrewrite convert` + `jaxrewrite sample` reproduce the official images; bad input fails cleanly."""
 
+import re
 import subprocess
 import sys
 
@@ -104,6 +105,12 @@ def test_output_suffix_in_any_case(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "x.PNG").format == "PNG"
+
+
+def test_help_shows_defaults(capsys):
+    assert run("edit", "--help") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"--niter NITER\s+default: 2001\n", out) and re.search(r"--key-method \S+\s+default: zca\n", out)
 
 
 def test_console_script_entry_point(tmp_path):
