@@ -57,6 +57,8 @@ def test_vmapped_edits_equal_separate_runs(which, group, proggan_rw, stylegan2_r
     ds = [rw.key(e.key, rank) for e, rank in zip(edits, (1, 2))]  # different ranks: zero rows pad the first
     lrs = [0.05, 0.02]
     w, losses = batch.insert_many(rw, goals, ds, lrs, niter=25, group=group)  # group 1: an edit per call
+    with pytest.raises(ValueError, match="one goal, context and learning rate per edit: got 2, 2 and 1"):
+        batch.insert_many(rw, goals, ds, lrs[:1], niter=25, group=group)
     for i in range(len(edits)):
         w1, l1 = _single(rw, goals[i], ds[i], lrs[i], 25)
         np.testing.assert_allclose(losses[i], l1, rtol=2e-4, atol=1e-6)

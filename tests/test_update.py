@@ -102,3 +102,11 @@ def _compare_with_optax(optax):
         upd, state = opt.update(grad(theirs), state)
         theirs = optax.apply_updates(theirs, upd)
     np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+
+
+@pytest.mark.parametrize("fn", [update.projected_adam, update.lambda_adam, update.closed_form])
+def test_a_key_that_does_not_fit_the_kernel_is_named(fn):
+    w0, d, goal_in, goal_out = _problem(0)
+    for bad in (d[:, :-1], d[0]):  # 11 input channels for a kernel of 12; a vector, not [r, C_in]
+        with pytest.raises(AssertionError, match="Chex"):
+            fn(linear, w0, bad, goal_in, goal_out)

@@ -50,6 +50,9 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     6.5 s with group=2; slower on one device; benchmarks/README.md)."""
     if group is not None and group < 1:
         raise ValueError(f"group is a number of edits per device, not {group}")
+    if not len(goals) == len(contexts) == len(lrs) > 0:
+        raise ValueError(f"one goal, context and learning rate per edit: got {len(goals)}, {len(contexts)} "
+                         f"and {len(lrs)}")
     goal_in, goal_out, mask = stack_goals(goals)
     rank = max(len(d) for d in contexts)
     contexts = [_pad(d, (rank, np.shape(d)[1])) for d in contexts]

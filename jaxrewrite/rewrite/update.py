@@ -6,9 +6,17 @@ layers with the rewritten kernel `w` (HWIO, input channels on axis -2). Each opt
 `lax.scan`, so a whole edit compiles to a single XLA program and `vmap`s over edits.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def _check(w0, d):
+    """A key [r, C_in] for a kernel [..., C_in, C_out]: a wrong one fails here, by name, rather
+    than as a broadcasting error deep in the loop."""
+    chex.assert_rank(d, 2)
+    chex.assert_axis_dimension(d, 1, w0.shape[-2])
 
 
 def project(w, d):
@@ -29,6 +37,7 @@ def l1(target, goal_in, goal_out, mask=None):
     batch goals of different sizes, zero-padded to one shape)."""
     if mask is None:
         return lambda w: jnp.mean(jnp.abs(goal_out - target(w, goal_in)))
+    chex.assert_shape(mask, goal_out.shape[:-1])
     scale = jnp.sum(mask) * goal_out.shape[-1]
     return lambda w: jnp.sum(jnp.abs(goal_out - target(w, goal_in)) * mask[..., None]) / scale
 
@@ -43,6 +52,7 @@ def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.
 
     Returns (w1, losses [niter] measured before each step, snapshots [len(record), ...] of the
     weight after the Adam step and before the projection of each recorded iteration)."""
+    _check(w0, d)
     loss_fn = l1(target, goal_in, goal_out, mask)
     ortho = w0 - project(w0, d)
     record = jnp.asarray(record, jnp.int32).reshape(-1)
@@ -75,6 +85,7 @@ def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.
 
 def lambda_adam(target, w0, d, goal_in, goal_out, niter=2001, lr=0.05, mask=None):
     """The official `linear_insert`: optimise Λ [..., r, out] in W = W0 + Λ D directly."""
+    _check(w0, d)
     expand = lambda lam: w0 + jnp.einsum("...ro,ri->...io", lam, d)
     loss_fn = l1(lambda lam, x: target(expand(lam), x), goal_in, goal_out, mask)
 
@@ -97,6 +108,7 @@ def closed_form(target, w0, d, goal_in, goal_out):
     (e_yx ⊗ D_r) gives the design matrix A [pixels, k*k*r] in a single call; then
     Λ = argmin ||A Λ - (goal_out - target(W0))||² and W1 = W0 + Λ D (the paper's
     W0 + Λ (C⁻¹k*)ᵀ, in an L2 sense). Returns (w1, [L1 loss before, L1 loss after])."""
+    _check(w0, d)
     spatial = w0.shape[:-2]
     r = d.shape[0]
     basis = jnp.eye(int(np.prod(spatial)) * r).reshape(spatial + (r, -1))  # [..., r, k*k*r]
