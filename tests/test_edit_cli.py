@@ -106,6 +106,13 @@ def test_cli_bad_input_fails_cleanly(tmp_path, small_model, capsys, problem, mes
     assert not (tmp_path / "out.msgpack").exists() and not (tmp_path / "a.npz").exists()
 
 
+def test_statistics_are_cached_in_the_user_cache_by_default(tmp_path, small_model, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert run("edit", "--model", small_model, "--layer", "layer5", "--edit", _edit_file(tmp_path),
+               "--stats-samples", 10, "--niter", 3, "--out", tmp_path / "out.msgpack") == 0
+    assert [p.name.split("-")[:2] for p in (tmp_path / "xdg" / "jaxrewrite").glob("c_matrix-*")] == [["c_matrix", "layer5.conv"]]
+
+
 def test_finetune_baseline_and_gandissect_key(tmp_path, small_model):
     edit = _edit_file(tmp_path)
     out = tmp_path / "ft.msgpack"

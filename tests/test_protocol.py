@@ -64,6 +64,12 @@ def test_finetune_changes_every_layer(setup):
         assert not np.array_equal(edited.params[name]["conv"]["kernel"], model.params[name]["conv"]["kernel"]), name
 
 
+def test_diverged_finetuning_stops_with_an_error(setup):
+    model, _, path, _ = setup
+    with pytest.raises(FloatingPointError, match="fine-tuning diverged"):
+        protocol.apply(model, path, "finetune", finetune_niter=3, finetune_lr=float("inf"))
+
+
 def test_evaluate_rows_and_table(setup):
     model, _, path, tmp = setup
     rows = protocol.evaluate(model, path, ("ours", "finetune"), n=16, niter=20, finetune_niter=3, cache_dir=str(tmp))
