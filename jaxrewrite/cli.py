@@ -274,7 +274,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _noise_options(p):
     p.add_argument("--noise", default="official", choices=["official", "fixed", "zero", "random"],
-                   help="StyleGAN2 noise: 'official' = the official code's RandomState(0) draw (default), "
+                   help="StyleGAN2 noise: 'official' = the official code's RandomState(0) draw, "
                         "'fixed' = the checkpoint's noise buffers, 'zero', 'random' (--noise-seed)")
     p.add_argument("--noise-batch", type=count, default=1,
                    help="official noise: emulate the official code running batches of this size "
@@ -374,7 +374,7 @@ def parser():
     p.add_argument("--model", required=True, help="model file or any convertible checkpoint")
     p.add_argument("--n", type=count, default=16)
     p.add_argument("--seed", type=int, default=1, help="z data-set seed (official default 1)")
-    p.add_argument("--out", required=True, help="grid.png or images.npy (float32 NHWC in [-1, 1])")
+    p.add_argument("--out", required=True, help="grid.png or images.npy (float32 NHWC, nominally in [-1, 1])")
     p.add_argument("--batch-size", type=count, default=32)
     _noise_options(p)
     p.set_defaults(run=cmd_sample)
