@@ -34,9 +34,9 @@ def _model(name):
         from jaxrewrite import modelfile, zoo
 
         return modelfile.load(zoo.resolve("towns64")), "layer5", 64
-    import checkpoints_convert as cc
+    from jaxrewrite import modelfile
 
-    return cc.load_model(str(ROOT.parent / "shared" / "golden" / "stylegan2" / "weights_rosinality.pt")), "layer6", 32
+    return modelfile.load(str(ROOT.parent / "shared" / "golden" / "stylegan2" / "weights_rosinality.pt")), "layer6", 32
 
 
 def _edits(rw, count, size):
@@ -51,7 +51,7 @@ def _edits(rw, count, size):
     side, mid = size // 4, size // 2
     edits = [parse_edit({"object": [1, url(2 + i % 8, 2, side)], "paste": [2, url(mid, 2 + i % 8, side)],
                          "key": [[2, url(mid, 2 + i % 8, side)]]}) for i in range(count)]
-    return [rw.copy_paste_goal(e)[:2] for e in edits], [rw.key(e.key, 1) for e in edits]
+    return [rw.copy_paste_goal(e) for e in edits], [rw.key(e.key, 1) for e in edits]
 
 
 def worker(address, processes, index, args, out):
@@ -78,9 +78,9 @@ def worker(address, processes, index, args, out):
     c_time, c = timed(lambda: stats.second_moment(gen, model.params, first, args.images, batch_size=50), 3)
     edits = [timed(lambda: batch.insert_many(rw, goals, keys, lrs, niter=args.niter, group=g or None), 2)
              for g in map(int, args.groups.split(","))]
-    one, _ = timed(lambda: rw.insert(goals[0][0], goals[0][1], keys[0], niter=args.niter, piter=10, lr=0.05), 3)
+    one, _ = timed(lambda: rw.insert(goals[0], keys[0], niter=args.niter, piter=10, lr=0.05), 3)
     if index == 0:
-        w, losses = edits[0][1]
+        w, losses = edits[0][1].weight, edits[0][1].losses
         np.savez(out, c=c, w=w, losses=losses, stats_ms=c_time * 1e3 / (args.images / 50),
                  edits_s=[t for t, _ in edits], one_edit_s=one, devices=jax.device_count())
 

@@ -20,17 +20,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 import factories  # noqa: E402
 import record  # noqa: E402
 
-import checkpoints_convert as cc  # noqa: E402
+from jaxrewrite import modelfile  # noqa: E402
 from jaxrewrite.rewrite import stats  # noqa: E402
 
 
 def models():
     golden = ROOT.parent / "shared" / "golden" / "stylegan2" / "weights_rosinality.pt"
     if golden.exists():
-        yield "stylegan2-golden-32px", cc.load_model(str(golden)), "layer6.sconv.mconv.dconv"
+        yield "stylegan2-golden-32px", modelfile.load(str(golden)), "layer6.sconv.mconv.dconv"
     channels = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
     sd = factories.stylegan2(np.random.default_rng(0), 256, 512, 8, channels)
-    yield "stylegan2-256px-512ch", cc.convert(sd), "layer8.sconv.mconv.dconv"
+    yield "stylegan2-256px-512ch", modelfile.convert(sd), "layer8.sconv.mconv.dconv"
 
 
 def measure(name, model, layer, n, batch):

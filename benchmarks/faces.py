@@ -77,20 +77,21 @@ LR = 0.001
 
 
 def edit_specs():
-    """name -> (Edit, rule): glasses on (copy thick frames onto bare eyes, context: bare eyes),
+    """name -> (Request, rule): glasses on (copy thick frames onto bare eyes, context: bare eyes),
     glasses off (copy bare eyes onto frames, context: faces with glasses) and headwear off
     (copy the top of a bare head onto a cap, context: the tops of 20 capped heads; the pair
     chosen by `python benchmarks/faces.py headwear`, see HEADWEAR_PAIR)."""
-    from jaxrewrite.rewrite.editfile import Edit, encode_mask
+    from jaxrewrite.rewrite.editfile import Request
 
     spectacled, plain = faces.split_labels(json.loads(LABELS.read_text())["glasses"])
     plain = plain[:20]
-    band = encode_mask(BAND)
+    band = BAND
     rule = {"layer": "layer3", "kind": "edit", "lr": LR, "attribute": "glasses"}
     return {
-        "glasses": (Edit(object=(68, band), paste=(plain[0], band), key=tuple((n, band) for n in plain)),
+        "glasses": (Request.from_arrays(object=(68, band), paste=(plain[0], band), key=[(n, band) for n in plain]),
                     {**rule, "effect": "add"}),
-        "no_glasses": (Edit(object=(9, band), paste=(69, band), key=tuple((n, band) for n in spectacled[:20])),
+        "no_glasses": (Request.from_arrays(object=(9, band), paste=(69, band),
+                                           key=[(n, band) for n in spectacled[:20]]),
                        {**rule, "effect": "remove"}),
         "no_headwear": (headwear_edit(*HEADWEAR_PAIR), {
             "layer": "layer2", "kind": "edit", "lr": LR, "attribute": "headwear", "effect": "remove",
@@ -109,11 +110,11 @@ def headwear_labels():
 def headwear_edit(donor, target):
     """Copy the top of bare head number `donor` onto capped head number `target` (indices
     into the hand-labelled bare and capped lists of seed 1); context: the first 20 caps."""
-    from jaxrewrite.rewrite.editfile import Edit, encode_mask
+    from jaxrewrite.rewrite.editfile import Request
 
     caps, bare = headwear_labels()
-    top = encode_mask(faces.region(faces.HEAD_REGION))
-    return Edit(object=(bare[donor], top), paste=(caps[target], top), key=tuple((n, top) for n in caps[:20]))
+    top = faces.region(faces.HEAD_REGION)
+    return Request.from_arrays(object=(bare[donor], top), paste=(caps[target], top), key=[(n, top) for n in caps[:20]])
 
 
 def choose_headwear(args, model):
@@ -121,6 +122,7 @@ def choose_headwear(args, model):
     the edits do not use (caps 20.., seed 1): the share still detected as headwear, and the
     change of 20 bare-headed faces outside the top band (collateral)."""
     from jaxrewrite import images
+    from jaxrewrite.rewrite.pipeline import EditOptions, edit
     from jaxrewrite.rewrite.rewriter import Rewriter
 
     caps, bare = headwear_labels()
@@ -132,9 +134,7 @@ def choose_headwear(args, model):
     rows, shown = [], {}
     for donor in range(args.donors):
         for target in range(args.targets):
-            edit = headwear_edit(donor, target)
-            goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
-            params, _, _ = rw.insert(goal_in, goal_out, rw.key(edit.key, 1), "projected", 2001, 10, LR)
+            params = edit(model, "layer2", headwear_edit(donor, target), EditOptions(lr=LR), rewriter=rw).model.params
             after = metrics.render(gen, params, 300, 1)
             change = np.abs(after - before).mean(-1) / 2
             rows.append({"donor": donor, "target": target, "image_donor": bare[donor], "image_target": caps[target],
@@ -154,13 +154,11 @@ def choose_headwear(args, model):
 
 
 def write_edits(args, model):
-    from jaxrewrite.atomic import atomic_write
-    from jaxrewrite.rewrite.editfile import to_json
+    from jaxrewrite.rewrite.editfile import write_edit
 
     EDITS.mkdir(parents=True, exist_ok=True)
     for name, (edit, rule) in edit_specs().items():
-        text = json.dumps({**to_json(edit), "jaxrewrite": rule}, indent=1) + "\n"
-        atomic_write(EDITS / f"{name}.json", lambda f: f.write(text), mode="w")
+        write_edit(edit, EDITS / f"{name}.json", {"jaxrewrite": rule})
         print(f"{name}: object {edit.object[0]}, paste {edit.paste[0]}, context {[k[0] for k in edit.key]}")
 
 
@@ -175,29 +173,29 @@ def measure_one(args, model, name):
     from jaxrewrite import images
     from jaxrewrite.rewrite.editfile import read_edit
     from jaxrewrite.rewrite.finetune import finetune, rgb_goal
+    from jaxrewrite.rewrite.pipeline import EditOptions, edit
     from jaxrewrite.rewrite.rewriter import Rewriter
 
     path = EDITS / f"{name}.json"
     rule = json.loads(path.read_text())["jaxrewrite"]
     attribute = rule["attribute"]
-    edit = read_edit(path)
+    request = read_edit(path)
     gen = model.generator()
     before = metrics.render(gen, model.params, args.n, args.seed)
     detected = faces.detect(before, attribute)
     shown = np.arange(12) if rule["effect"] == "add" else np.nonzero(detected)[0][:12]
     inside = faces.region(rule.get("region", faces.EDIT_REGION))
     rw = Rewriter(model, rule["layer"], cache_dir=args.cache)
-    goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
     rows, grids = {}, [before[shown]]
     base = detected.mean()
     for method in ("projected", "lambda", "closed", "finetune"):
         start = time.time()
         if method == "finetune":
-            z, target, box = rgb_goal(gen, model.params, edit)
+            z, target, box = rgb_goal(gen, model.params, request)
             params, losses = finetune(gen, model.params, z, target, box, args.finetune_niter, args.finetune_lr)
         else:
-            d = rw.key(edit.key, 1)
-            params, losses, _ = rw.insert(goal_in, goal_out, d, method, 2001, 10, rule["lr"])
+            result = edit(model, rule["layer"], request, EditOptions(method=method, lr=rule["lr"]), rewriter=rw)
+            params, losses = result.model.params, result.losses
         seconds = time.time() - start
         after = metrics.render(gen, params, args.n, args.seed)
         change = np.abs(after - before).mean(-1) / 2

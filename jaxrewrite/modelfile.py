@@ -1,24 +1,28 @@
-"""The package's model file: architecture, config, parameter tree and import provenance.
+"""Models: architecture, config, parameter tree and import provenance, and the files they live in.
 
-Stored as msgpack through `flax.serialization`: it comes with flax (no extra dependency),
-keeps nested trees, dtypes and small metadata (strings, lists) in one file, and restoring
-it never executes code. safetensors would add a dependency and only holds flat tensor maps
-with string metadata.
+The model file is msgpack through `flax.serialization`: it comes with flax (no extra
+dependency), keeps nested trees, dtypes and small metadata (strings, lists) in one file, and
+restoring it never executes code. safetensors would add a dependency and only holds flat
+tensor maps with string metadata. PyTorch checkpoints are read and written through
+`checkpoints_convert`, with the layouts `jaxrewrite.archs` names.
 """
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 from flax import serialization
 
+import checkpoints_convert
+
+from . import archs, zoo
 from .atomic import atomic_write
-from .models import dcgan, proggan, stylegan2
-from .tree import flatten
+from .tree import flatten, unflatten
 
 FORMAT = "jaxrewrite-model"
 VERSION = 1
-BUILDERS = {"stylegan2": stylegan2.build, "proggan": proggan.build, "dcgan": dcgan.build}
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".npz")  # `save` writes these in the original PyTorch layout
 
 
 class ModelFileError(ValueError):
@@ -32,13 +36,17 @@ class Model:
     config: dict = field(default_factory=dict)  # what a state dict cannot tell (lr_mlp, strides, ...)
     source: dict = field(default_factory=dict)  # state-dict layout, wrapper, key order, set-aside tensors
 
+    @property
+    def spec(self):
+        return archs.get(self.arch)
+
     def generator(self, **options):
-        return BUILDERS[self.arch](self.params, self.config, **options)
+        return self.spec.build(self.params, self.config, **options)
 
     def official_options(self, batch=1):
         """Generator options that reproduce the official code running `batch` images per call
         (StyleGAN2's noise rows; the other architectures draw no noise)."""
-        return {"noise": "official", "noise_batch": batch} if self.arch == "stylegan2" else {}
+        return self.spec.official(batch)
 
     def digest(self):
         """sha256 over the parameter tree (names, dtypes, shapes, bytes): identifies the weights."""
@@ -50,21 +58,65 @@ class Model:
         return h.hexdigest()
 
 
+def check_config(arch, config):
+    """`config` (what a state dict cannot hold) against the entries `arch` knows, by name and type."""
+    known = archs.get(arch).config
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a JSON object, got {type(config).__name__}")
+    for key, value in config.items():
+        if key not in known:
+            raise ValueError(f"unknown config entry {key!r} for {arch}; known: {', '.join(known) or 'none'}")
+        want = known[key]
+        ok = isinstance(value, list) if want is list else isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"config entry {key!r} must be a {'list' if want is list else 'number'}, got {value!r}")
+
+
+def convert(obj, *, arch="auto", config=None):
+    """A Model from a loaded checkpoint object (`checkpoints_convert.read`)."""
+    converted = checkpoints_convert.convert(obj, archs.LAYOUTS, arch=arch)
+    check_config(converted.arch, config or {})
+    return Model(converted.arch, unflatten(converted.params), {**converted.config, **(config or {})},
+                 converted.source)
+
+
+def to_checkpoint(model):
+    """The checkpoint object `model` came from (same keys, order, wrapper, dtypes, set-aside
+    tensors), with `model`'s possibly edited weights."""
+    return checkpoints_convert.export(model.spec.layout, flatten(model.params), model.source)
+
+
+def write_checkpoint(obj, path, *, legacy=False):
+    """An exported checkpoint to `path`, atomically: `.npz` (flat state dict) or a torch file."""
+    path = os.fspath(path)
+    stem = os.path.splitext(os.path.basename(path))[0] or "archive"
+    atomic_write(path, lambda f: checkpoints_convert.dump(obj, f, npz=path.endswith(".npz"), name=stem, legacy=legacy))
+
+
+def export(model, path):
+    """`model` in its original PyTorch layout (`.npz` or a torch file) at `path`."""
+    write_checkpoint(to_checkpoint(model), path)
+
+
 def save(model, path):
-    state = {
-        "format": FORMAT,
-        "version": VERSION,
-        "arch": model.arch,
-        "config": model.config,
-        "params": _to_numpy(model.params),
-        "source": model.source,
-    }
+    """`model` at `path`: in its original PyTorch layout where the name ends in .pt, .pth or
+    .npz (the official code loads it), else as a model file. Atomic."""
+    if os.fspath(path).lower().endswith(CHECKPOINT_SUFFIXES):
+        return export(model, path)
+    state = {"format": FORMAT, "version": VERSION, "arch": model.arch, "config": model.config,
+             "params": _to_numpy(model.params), "source": model.source}
     data = serialization.msgpack_serialize(state)
     atomic_write(path, lambda f: f.write(data))
 
 
-def load(path):
-    """A Model from a jaxrewrite model file."""
+def load(model, *, arch="auto", config=None):
+    """A Model from a zoo name (`towns64`), a model file or any checkpoint the converter reads;
+    `arch` and `config` apply to checkpoints."""
+    path = zoo.resolve(os.fspath(model))
+    if not os.path.isfile(path):
+        raise checkpoints_convert.CheckpointError(f"{path}: no such file")
+    if not is_model_file(path):
+        return convert(checkpoints_convert.read(path), arch=arch, config=config)
     try:
         with open(path, "rb") as f:
             state = serialization.msgpack_restore(f.read())
@@ -74,7 +126,7 @@ def load(path):
         raise ModelFileError(f"{path}: not a readable jaxrewrite model file ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a jaxrewrite model file")
-    if state.get("version") != VERSION or state.get("arch") not in BUILDERS:
+    if state.get("version") != VERSION or state.get("arch") not in archs.ARCHS:
         raise ModelFileError(f"{path}: unsupported model file version/arch {state.get('version')}/{state.get('arch')}")
     return Model(state["arch"], state["params"], state.get("config") or {}, state.get("source") or {})
 

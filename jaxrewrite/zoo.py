@@ -70,9 +70,9 @@ def resolve(model):
 
 def fetch(name, wheel=None):
     """Download (or take `wheel`), check, extract and convert a FETCHED model; its path."""
-    from checkpoints_convert import convert, read
+    from checkpoints_convert import read
 
-    from . import modelfile
+    from . import modelfile  # it resolves names through this module
 
     if name not in FETCHED:
         raise ValueError(f"unknown zoo model {name!r}; fetchable: {', '.join(FETCHED)}")
@@ -97,7 +97,7 @@ def fetch(name, wheel=None):
         weights = os.path.join(tmp, os.path.basename(spec["member"]))
         with open(weights, "wb") as f:
             f.write(member)
-        model = convert(read(weights))
+        model = modelfile.convert(read(weights))
     model.source = {**model.source, "zoo": {"name": name, **spec}}
     path = fetched_path(name)
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -38,12 +38,11 @@ def run(*argv):
 @pytest.fixture
 def small_model(tmp_path):
     """A model file of a small random ProGAN (16 px, official layout)."""
-    import checkpoints_convert as cc
-    import factories
     from jaxrewrite import modelfile
+    import factories
 
     path = tmp_path / "p.msgpack"
-    modelfile.save(cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16))), path)
+    modelfile.save(modelfile.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16))), path)
     return path
 
 

@@ -10,11 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-import checkpoints_convert as cc
 import factories
-from jaxrewrite.rewrite import batch, stats
-from jaxrewrite.rewrite.editfile import parse_edit, encode_mask
-from jaxrewrite.rewrite.rewriter import Rewriter, compose
+from jaxrewrite import modelfile
+from jaxrewrite.rewrite import batch, stats, update
+from jaxrewrite.rewrite.editfile import encode_mask, parse_edit
+from jaxrewrite.rewrite.pipeline import EditOptions, compose
+from jaxrewrite.rewrite.rewriter import Rewriter
 from jaxrewrite.tree import get
 from jaxrewrite.zdataset import z_dataset
 
@@ -31,36 +32,41 @@ def _edit(box_obj, box_paste, size=16):
 
 @pytest.fixture(scope="module")
 def proggan_rw():
-    model = cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
+    model = modelfile.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
     return Rewriter(model, "layer5", stats_samples=20)
 
 
 @pytest.fixture(scope="module")
 def stylegan2_rw():
-    model = cc.convert(factories.stylegan2(np.random.default_rng(1), 16, 16, 1, {4: 16, 8: 16, 16: 8}))
+    model = modelfile.convert(factories.stylegan2(np.random.default_rng(1), 16, 16, 1, {4: 16, 8: 16, 16: 8}))
     return Rewriter(model, "layer6", stats_samples=20)
 
 
-def _single(rw, goal, d, lr, niter):
-    params, losses, _ = rw.insert(goal[0], goal[1], d, niter=niter, piter=10, lr=lr)
-    return np.asarray(get(params, rw.weight_path)), losses
+def _single(rw, goal, d, lr, niter, method="projected"):
+    result = rw.insert(goal, d, method, niter=niter, piter=10, lr=lr)
+    return result.weight, result.losses
 
 
-@pytest.mark.parametrize("which,group", [("proggan", None), ("stylegan2", None), ("proggan", 1)])
-def test_vmapped_edits_equal_separate_runs(which, group, proggan_rw, stylegan2_rw):
+@pytest.mark.parametrize("which,group,method", [("proggan", None, m) for m in update.METHODS] + [
+    ("stylegan2", None, m) for m in update.METHODS if not update.METHODS[m].linear_only] + [("proggan", 1, "projected")])
+def test_vmapped_edits_equal_separate_runs(which, group, method, proggan_rw, stylegan2_rw):
+    """Every registered method through `insert_many` equals the same edits run one by one."""
     rw = proggan_rw if which == "proggan" else stylegan2_rw
     if which == "proggan":  # different goal sizes: padded, exact for a plain conv
         edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((3, 3, 6, 6), (1, 2, 5, 7))]
     else:  # StyleGAN2's official noise depends on the shape: same-size goals
         edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((8, 1, 13, 7), (2, 4, 7, 10))]
-    goals = [rw.copy_paste_goal(e)[:2] for e in edits]
+    goals = [rw.copy_paste_goal(e) for e in edits]
     ds = [rw.key(e.key, rank) for e, rank in zip(edits, (1, 2))]  # different ranks: zero rows pad the first
     lrs = [0.05, 0.02]
-    w, losses = batch.insert_many(rw, goals, ds, lrs, niter=25, group=group)  # group 1: an edit per call
+    many = batch.insert_many(rw, goals, ds, lrs, niter=25, method=method, group=group)  # group 1: an edit per call
+    w, losses = many.weight, many.losses
     with pytest.raises(ValueError, match="one goal, context and learning rate per edit: got 2, 2 and 1"):
         batch.insert_many(rw, goals, ds, lrs[:1], niter=25, group=group)
     for i in range(len(edits)):
-        w1, l1 = _single(rw, goals[i], ds[i], lrs[i], 25)
+        w1, l1 = _single(rw, goals[i], ds[i], lrs[i], 25, method)
+        assert losses[i].shape == l1.shape == ((2,) if method == "closed" else (25,))
+        assert not np.allclose(w1, get(rw.model.params, rw.weight_path))
         np.testing.assert_allclose(losses[i], l1, rtol=2e-4, atol=1e-6)
         np.testing.assert_allclose(w[i], w1, atol=2e-4 * np.abs(w1).max())
 
@@ -68,7 +74,7 @@ def test_vmapped_edits_equal_separate_runs(which, group, proggan_rw, stylegan2_r
 def test_repeated_edits_of_a_layer_compile_once(proggan_rw):
     rw = Rewriter(proggan_rw.model, "layer5", stats_samples=20)
     edits = [_edit((2, 2, 7, 8), (6, 6, 12, 12)), _edit((3, 3, 8, 9), (1, 2, 6, 8))]  # same goal shape
-    goals, ds = [rw.copy_paste_goal(e)[:2] for e in edits], [rw.key(e.key, 1) for e in edits]
+    goals, ds = [rw.copy_paste_goal(e) for e in edits], [rw.key(e.key, 1) for e in edits]
     first = _single(rw, goals[0], ds[0], 0.05, 7)
     _single(rw, goals[1], ds[1], 0.02, 7)
     (program,) = rw._programs.values()
@@ -83,7 +89,7 @@ def test_sweep_and_compose(proggan_rw):
     rows = batch.sweep(proggan_rw.model, edit, ["layer3", "layer5"], [1, 2], [0.05, 0.1], niter=15, stats_samples=20)
     assert len(rows) == 8 and {r["layer"] for r in rows} == {"layer3", "layer5"}
     assert all(r["loss_end"] < r["loss_start"] for r in rows)
-    options = {"stats_samples": 20, "niter": 15}
+    options = EditOptions(stats_samples=20, niter=15)
     model, infos = compose(proggan_rw.model, [("layer5", edit, options), ("layer3", edit, options)])
     for layer in ("layer3", "layer5"):
         assert not np.array_equal(get(model.params, f"{layer}.conv.kernel"),
@@ -124,23 +130,24 @@ def test_cache_is_used_and_corruption_recomputed(proggan_rw, tmp_path):
 
 
 SHARDED = """
-import pickle, sys, numpy as np, jax, factories, checkpoints_convert as cc
+import pickle, sys, numpy as np, jax, factories
 if len(sys.argv) > 1:  # one of two processes, each with two of the four devices
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     assert jax.local_device_count() == 2
-from jaxrewrite import sharding
+from jaxrewrite import modelfile, sharding
 from jaxrewrite.rewrite import batch, stats
 from jaxrewrite.rewrite.rewriter import Rewriter
 assert jax.device_count() == 4
-model = cc.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
+model = modelfile.convert(factories.proggan(np.random.default_rng(0), (16, 32, 16, 16)))
 for leaf in jax.tree_util.tree_leaves(sharding.replicate(model.params)):
     assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 4, leaf.sharding
 gen = model.generator()
 c = stats.second_moment(gen, model.params, "layer5.conv", n=13, seed=3, batch_size=6)
 with open(%r, "rb") as f:
     goals, contexts, lrs = pickle.load(f)
-w, losses = batch.insert_many(Rewriter(model, "layer5", stats_samples=20), goals, contexts, lrs, niter=15)
+many = batch.insert_many(Rewriter(model, "layer5", stats_samples=20), goals, contexts, lrs, niter=15)
+w, losses = many.weight, many.losses
 np.savez(%r + (sys.argv[2] if len(sys.argv) > 1 else "") + ".npz", c=c, w=w, losses=losses)
 """
 EDITS = [((2, 2, 7, 8), (6, 6, 12, 12)), ((3, 3, 6, 6), (1, 2, 5, 7)), ((1, 1, 9, 9), (4, 4, 10, 12))]
@@ -149,7 +156,7 @@ EDITS = [((2, 2, 7, 8), (6, 6, 12, 12)), ((3, 3, 6, 6), (1, 2, 5, 7)), ((1, 1, 9
 def edit_batch(rw):
     """Three edits (the device count does not divide them): rw, goals, contexts, lrs."""
     edits = [_edit(*boxes) for boxes in EDITS]
-    return rw, [rw.copy_paste_goal(e)[:2] for e in edits], [rw.key(e.key, 1) for e in edits], [0.05, 0.02, 0.1]
+    return rw, [rw.copy_paste_goal(e) for e in edits], [rw.key(e.key, 1) for e in edits], [0.05, 0.02, 0.1]
 
 
 def _free_port():
@@ -189,12 +196,13 @@ def test_statistics_and_edits_sharded_over_four_host_devices(processes, proggan_
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-2000:]
     single = stats.second_moment(proggan_rw.gen, proggan_rw.model.params, "layer5.conv", n=13, seed=3, batch_size=6)
-    w, losses = batch.insert_many(rw, goals, contexts, lrs, niter=15)
+    many = batch.insert_many(rw, goals, contexts, lrs, niter=15)
+    w, losses = many.weight, many.losses
     grouped = batch.insert_many(rw, goals, contexts, lrs, niter=15, group=2)  # two calls, the second padded
     with pytest.raises(ValueError, match="edits per device"):
         batch.insert_many(rw, goals, contexts, lrs, niter=15, group=0)
-    np.testing.assert_allclose(grouped[1], losses, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(grouped[0], w, atol=1e-4 * np.abs(w).max())
+    np.testing.assert_allclose(grouped.losses, losses, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grouped.weight, w, atol=1e-4 * np.abs(w).max())
     for name in [f"sharded{i}.npz" for i in range(processes)] if processes > 1 else ["sharded.npz"]:
         sharded = np.load(tmp_path / name)
         np.testing.assert_allclose(sharded["c"], single, rtol=1e-5, atol=1e-7 * np.abs(single).max())

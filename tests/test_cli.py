@@ -10,6 +10,7 @@ from conftest import nchw, rel_err, run
 
 import factories
 from checkpoints_convert import torch_format
+from jaxrewrite import modelfile
 
 
 @pytest.mark.parametrize("arch,ckpt", [("stylegan2", "weights_rosinality.pt"), ("proggan", "weights.pt")])
@@ -40,7 +41,7 @@ def test_sample_straight_from_torch_file_and_layers(golden, tmp_path, capsys):
 @pytest.mark.parametrize("legacy", [False, True])
 def test_dcgan_cli_and_export(tmp_path, legacy):
     sd = factories.dcgan(np.random.default_rng(0))
-    torch_format.save({"netG_state_dict": sd}, tmp_path / "g.pt", legacy=legacy)
+    modelfile.write_checkpoint({"netG_state_dict": sd}, tmp_path / "g.pt", legacy=legacy)
     assert run("convert", tmp_path / "g.pt", "--out", tmp_path / "g.msgpack") == 0
     assert run("sample", "--model", tmp_path / "g.msgpack", "--n", 4, "--out", tmp_path / "s.npy") == 0
     assert np.load(tmp_path / "s.npy").shape == (4, 64, 64, 3)
@@ -53,10 +54,8 @@ def test_dcgan_cli_and_export(tmp_path, legacy):
 
 def test_config_override(tmp_path):
     sd = factories.dcgan(np.random.default_rng(0))
-    torch_format.save(sd, tmp_path / "g.pt")
+    modelfile.write_checkpoint(sd, tmp_path / "g.pt")
     assert run("convert", tmp_path / "g.pt", "--out", tmp_path / "m", "--config", '{"bn_eps": 0.001}') == 0
-    from jaxrewrite import modelfile
-
     assert modelfile.load(tmp_path / "m").config["bn_eps"] == 0.001
 
 
@@ -73,7 +72,7 @@ def test_bad_checkpoint_exits_nonzero_without_output(tmp_path, capsys, content):
 
 def test_bad_arguments(tmp_path, capsys):
     sd = factories.proggan(np.random.default_rng(0), (16, 32, 16))
-    torch_format.save(sd, tmp_path / "p.pt")
+    modelfile.write_checkpoint(sd, tmp_path / "p.pt")
     assert run("sample", "--model", tmp_path / "p.pt", "--n", 0, "--out", tmp_path / "x.npy") == 2
     assert run("sample", "--model", tmp_path / "p.pt", "--n", 2, "--out", tmp_path / "x.gif") == 2
     assert run("convert", tmp_path / "p.pt", "--arch", "dcgan", "--out", tmp_path / "m") == 2
@@ -89,7 +88,7 @@ def test_bad_arguments(tmp_path, capsys):
 ])
 def test_bad_options_fail_in_one_line(tmp_path, capsys, argv, message):
     sd = factories.stylegan2(np.random.default_rng(0), 16, 16, 1, {4: 16, 8: 16, 16: 8})
-    torch_format.save({k: v for k, v in sd.items() if not k.startswith("noises.")}, tmp_path / "s.pt")
+    modelfile.write_checkpoint({k: v for k, v in sd.items() if not k.startswith("noises.")}, tmp_path / "s.pt")
     assert run("sample", "--model", tmp_path / "s.pt", "--out", tmp_path / "x.npy", *argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -98,7 +97,7 @@ def test_bad_options_fail_in_one_line(tmp_path, capsys, argv, message):
 
 def test_output_suffix_in_any_case(tmp_path):
     sd = factories.proggan(np.random.default_rng(0), (16, 32, 16))
-    torch_format.save(sd, tmp_path / "p.pt")
+    modelfile.write_checkpoint(sd, tmp_path / "p.pt")
     assert run("sample", "--model", tmp_path / "p.pt", "--n", 2, "--out", tmp_path / "x.NPY") == 0
     assert np.load(tmp_path / "x.NPY").shape == (2, 8, 8, 3)
     assert run("sample", "--model", tmp_path / "p.pt", "--n", 2, "--out", tmp_path / "x.PNG") == 0

@@ -6,7 +6,6 @@ import pytest
 
 import checkpoints_convert as cc
 import factories
-from checkpoints_convert import torch_format
 from checkpoints_convert.torch_format import CheckpointError
 from jaxrewrite import modelfile
 
@@ -27,17 +26,17 @@ def assert_same_checkpoint(a, b):
                                   "stylegan2/weights_seq.npz", "stylegan2/weights_rosinality.npz"])
 def test_golden_round_trip_is_exact(golden, tmp_path, path):
     original = cc.read(str(golden / path))
-    model = cc.convert(original)
-    assert_same_checkpoint(cc.export(model), original)
+    model = modelfile.convert(original)
+    assert_same_checkpoint(modelfile.to_checkpoint(model), original)
     # through the model file and back out to a file of the same kind
     modelfile.save(model, tmp_path / "m.msgpack")
     out = tmp_path / ("out" + ("" if path.endswith(".pt") else ".npz"))
-    cc.write(cc.export(modelfile.load(tmp_path / "m.msgpack")), str(out))
+    modelfile.write_checkpoint(modelfile.to_checkpoint(modelfile.load(tmp_path / "m.msgpack")), str(out))
     assert_same_checkpoint(cc.read(str(out)), original)
 
 
 def test_rosinality_tree_names(golden):
-    model = cc.load_model(str(golden / "stylegan2/weights_rosinality.pt"))
+    model = modelfile.load(str(golden / "stylegan2/weights_rosinality.pt"))
     assert model.arch == "stylegan2" and model.source["layout"] == "rosinality"
     kernel = model.params["layer6"]["sconv"]["mconv"]["dconv"]["kernel"]
     torch_weight = cc.read(str(golden / "stylegan2/weights_rosinality.pt"))["g_ema"]["convs.3.conv.weight"]
@@ -48,12 +47,12 @@ def test_rosinality_tree_names(golden):
 def test_dcgan_round_trip_with_wrapper_and_buffers(tmp_path):
     sd = factories.dcgan(np.random.default_rng(0))
     ckpt = {"netG_state_dict": sd}
-    torch_format.save(ckpt, tmp_path / "g.pt")
+    modelfile.write_checkpoint(ckpt, tmp_path / "g.pt")
     loaded = cc.read(str(tmp_path / "g.pt"))
-    model = cc.convert(loaded)
+    model = modelfile.convert(loaded)
     assert model.arch == "dcgan" and "bn" in model.params["layer1"]
     modelfile.save(model, tmp_path / "g.msgpack")
-    assert_same_checkpoint(cc.export(modelfile.load(tmp_path / "g.msgpack")), loaded)
+    assert_same_checkpoint(modelfile.to_checkpoint(modelfile.load(tmp_path / "g.msgpack")), loaded)
 
 
 def test_old_proggan_names_convert_and_export(tmp_path):
@@ -62,25 +61,25 @@ def test_old_proggan_names_convert_and_export(tmp_path):
     for k, v in sd.items():
         head, rest = k.split(".", 1)
         old[f"features.{int(head[5:]) - 1}.{rest}" if head.startswith("layer") else f"output.{rest}"] = v
-    new_model, old_model = cc.convert(sd), cc.convert(old)
+    new_model, old_model = modelfile.convert(sd), modelfile.convert(old)
     assert old_model.source["layout"] == "proggan_old"
     chex.assert_trees_all_equal(new_model.params, old_model.params)
     z = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
     np.testing.assert_array_equal(new_model.generator()(new_model.params, z), old_model.generator()(old_model.params, z))
-    assert_same_checkpoint(cc.export(old_model), old)
-    assert_same_checkpoint(cc.export(cc.convert({"state_dict": sd})), {"state_dict": sd})
+    assert_same_checkpoint(modelfile.to_checkpoint(old_model), old)
+    assert_same_checkpoint(modelfile.to_checkpoint(modelfile.convert({"state_dict": sd})), {"state_dict": sd})
 
 
 def test_data_parallel_prefix_is_kept():
     sd = {f"module.{k}": v for k, v in factories.proggan(np.random.default_rng(2), (16, 32, 16)).items()}
-    assert_same_checkpoint(cc.export(cc.convert(sd)), sd)
+    assert_same_checkpoint(modelfile.to_checkpoint(modelfile.convert(sd)), sd)
 
 
 def test_edited_weights_are_exported():
     sd = factories.proggan(np.random.default_rng(3), (16, 32, 16))
-    model = cc.convert(sd)
+    model = modelfile.convert(sd)
     model.params["layer3"]["conv"]["kernel"] = model.params["layer3"]["conv"]["kernel"] * 2
-    out = cc.export(model)
+    out = modelfile.to_checkpoint(model)
     np.testing.assert_array_equal(out["layer3.conv.weight"], sd["layer3.conv.weight"] * 2)
 
 
@@ -105,43 +104,43 @@ def test_stylegan2_errors_name_the_key(mutate, message):
     sd = _sg2()
     mutate(sd)
     with pytest.raises(CheckpointError, match=message):
-        cc.convert({"g_ema": sd})
+        modelfile.convert({"g_ema": sd})
 
 
 def test_architecture_errors():
     with pytest.raises(CheckpointError, match="cannot tell the architecture"):
-        cc.convert({"foo.weight": np.zeros(3, np.float32)})
+        modelfile.convert({"foo.weight": np.zeros(3, np.float32)})
     with pytest.raises(CheckpointError, match="not a dcgan state dict"):
-        cc.convert(_sg2(), arch="dcgan")
+        modelfile.convert(_sg2(), arch="dcgan")
     with pytest.raises(CheckpointError, match="expected a dict"):
-        cc.convert([1, 2])
+        modelfile.convert([1, 2])
     sd = factories.proggan(np.random.default_rng(5), (16, 32, 16))
     sd.pop("layer4.conv.weight"), sd.pop("layer4.wscale.b")
     with pytest.raises(CheckpointError, match="layer4.conv.weight"):
-        cc.convert(sd)
+        modelfile.convert(sd)
     sd = factories.proggan(np.random.default_rng(5), (16, 32, 16))
     sd["layer1.conv.weight"] = sd["layer1.conv.weight"][0]
     with pytest.raises(CheckpointError, match=r"key 'layer1.conv.weight' has shape \(16, 4, 4\), expected 4 dimensions"):
-        cc.convert(sd)
+        modelfile.convert(sd)
     sd = factories.dcgan(np.random.default_rng(6))
     first = next(k for k in sd if k.endswith(".weight"))
     sd[first] = sd[first].reshape(-1)
     with pytest.raises(CheckpointError, match=f"key '{first}' has shape .*, expected 4 dimensions"):
-        cc.convert(sd)
+        modelfile.convert(sd)
 
 
 def test_model_file_errors(tmp_path):
     bad = tmp_path / "bad.msgpack"
     bad.write_bytes(b"\x85\xa6format\xb0jaxrewrite-model garbage")
     with pytest.raises(modelfile.ModelFileError, match="bad.msgpack"):
-        cc.load_model(str(bad))
+        modelfile.load(str(bad))
     with pytest.raises(CheckpointError, match="no such file"):
-        cc.load_model(str(tmp_path / "missing.pt"))
+        modelfile.load(str(tmp_path / "missing.pt"))
 
 
 def test_digest_tracks_weights():
-    model = cc.convert(factories.proggan(np.random.default_rng(6), (16, 32, 16)))
+    model = modelfile.convert(factories.proggan(np.random.default_rng(6), (16, 32, 16)))
     d = model.digest()
-    assert d == cc.convert(factories.proggan(np.random.default_rng(6), (16, 32, 16))).digest()
+    assert d == modelfile.convert(factories.proggan(np.random.default_rng(6), (16, 32, 16))).digest()
     model.params["layer1"]["wscale"]["bias"] = model.params["layer1"]["wscale"]["bias"] + 1
     assert model.digest() != d

@@ -10,7 +10,7 @@ import pytest
 
 from jaxrewrite import faces, zoo
 from jaxrewrite.rewrite.editfile import read_edit
-from jaxrewrite.rewrite.rewriter import apply_edit
+from jaxrewrite.rewrite.pipeline import EditOptions, edit
 from jaxrewrite.worlds import metrics
 
 LABELS = Path(__file__).resolve().parents[1] / "benchmarks" / "faces_labels.json"
@@ -41,8 +41,7 @@ def test_prevalence_inverts_the_detector_rates(attribute):
 def test_glasses_edit_on_unseen_faces(faces_model, tmp_path):
     path = zoo.shipped_edit("dcgan-faces", "glasses")
     rule = json.loads(Path(path).read_text())["jaxrewrite"]
-    edited, info = apply_edit(faces_model, rule["layer"], read_edit(path), method="closed", stats_samples=1000,
-                              cache_dir=str(tmp_path))
+    edited = edit(faces_model, rule["layer"], read_edit(path), EditOptions(method="closed"), cache_dir=str(tmp_path)).model
     gen = faces_model.generator()
     before = metrics.render(gen, faces_model.params, 200, 2)
     after = metrics.render(gen, edited.params, 200, 2)
@@ -75,8 +74,7 @@ def test_no_glasses_edit_lowers_the_detected_rate(faces_model, tmp_path):
     path = zoo.shipped_edit("dcgan-faces", "no_glasses")
     rule = json.loads(Path(path).read_text())["jaxrewrite"]
     assert rule["effect"] == "remove"
-    edited, _ = apply_edit(faces_model, rule["layer"], read_edit(path), method="closed", stats_samples=1000,
-                           cache_dir=str(tmp_path))
+    edited = edit(faces_model, rule["layer"], read_edit(path), EditOptions(method="closed"), cache_dir=str(tmp_path)).model
     gen = faces_model.generator()
     before = faces.detect(metrics.render(gen, faces_model.params, 200, 2), "glasses").mean()
     after = faces.detect(metrics.render(gen, edited.params, 200, 2), "glasses").mean()
@@ -88,11 +86,11 @@ def test_no_headwear_edit_on_held_out_caps(faces_model, tmp_path):
     detected after the edit, and their tops change more than bare faces change elsewhere."""
     path = zoo.shipped_edit("dcgan-faces", "no_headwear")
     rule = json.loads(Path(path).read_text())["jaxrewrite"]
-    edit = read_edit(path)
+    request = read_edit(path)
     caps, bare = faces.split_labels(json.loads(LABELS.read_text())["headwear"])
     held, bare = caps[20:], bare[100:120]
-    assert not set(held) & ({n for n, _ in edit.key} | {edit.paste[0], edit.object[0]})
-    edited, _ = apply_edit(faces_model, rule["layer"], edit, lr=rule["lr"], cache_dir=str(tmp_path))
+    assert not set(held) & ({n for n, _ in request.key} | {request.paste[0], request.object[0]})
+    edited = edit(faces_model, rule["layer"], request, EditOptions(lr=rule["lr"]), cache_dir=str(tmp_path)).model
     gen = faces_model.generator()
     before = metrics.render(gen, faces_model.params, 300, 1)
     after = metrics.render(gen, edited.params, 300, 1)

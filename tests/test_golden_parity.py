@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import nchw, rel_err
 
-import checkpoints_convert as cc
+from jaxrewrite import modelfile
 from jaxrewrite import xla
 import numpy_reference
 
@@ -19,8 +19,8 @@ STYLEGAN2_CUT = ("layer6.sconv.mconv.dconv", "layer6.sconv.activate")
 @pytest.fixture(scope="module")
 def models(golden):
     return {
-        "stylegan2": cc.load_model(str(golden / "stylegan2/weights_rosinality.pt")),
-        "proggan": cc.load_model(str(golden / "proggan/weights.pt")),
+        "stylegan2": modelfile.load(str(golden / "stylegan2/weights_rosinality.pt")),
+        "proggan": modelfile.load(str(golden / "proggan/weights.pt")),
     }
 
 
@@ -110,9 +110,9 @@ def test_npz_copies_give_identical_trees(models, golden):
     import chex
 
     for path in ("stylegan2/weights_rosinality.npz", "stylegan2/weights_seq.npz"):
-        other = cc.load_model(str(golden / path))
+        other = modelfile.load(str(golden / path))
         chex.assert_trees_all_equal(other.params, models["stylegan2"].params)
-    chex.assert_trees_all_equal(cc.load_model(str(golden / "proggan/weights.npz")).params, models["proggan"].params)
+    chex.assert_trees_all_equal(modelfile.load(str(golden / "proggan/weights.npz")).params, models["proggan"].params)
 
 
 def test_numpy_reference_matches_golden(golden):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import nchw, rel_err
 
-import checkpoints_convert as cc
+from jaxrewrite import modelfile
 from jaxrewrite import xla
 import factories
 import numpy_reference
@@ -22,7 +22,7 @@ TOL = 1e-4
 def test_stylegan2_other_sizes(size, style_dim, n_mlp, channels):
     rng = np.random.default_rng(size)
     sd = factories.stylegan2(rng, size, style_dim, n_mlp, channels)
-    model = cc.convert(sd)
+    model = modelfile.convert(sd)
     z = rng.standard_normal((3, style_dim)).astype(np.float32)
     gen = model.generator(noise_batch=3)
     images = xla.jit(lambda p, z: gen(p, z))(model.params, z)
@@ -36,7 +36,7 @@ def test_stylegan2_other_sizes(size, style_dim, n_mlp, channels):
 def test_proggan_other_sizes(sizes):
     rng = np.random.default_rng(len(sizes))
     sd = factories.proggan(rng, sizes)
-    model = cc.convert(sd)
+    model = modelfile.convert(sd)
     z = rng.standard_normal((2, sizes[0])).astype(np.float32)
     images = model.generator()(model.params, z)
     res = 4 * 2 ** (len(sizes) - 2)
@@ -47,7 +47,7 @@ def test_proggan_other_sizes(sizes):
 def test_dcgan_matches_numpy_reference():
     rng = np.random.default_rng(0)
     sd = factories.dcgan(rng, nz=16, ngf=8, n_up=4)
-    model = cc.convert({"netG_state_dict": sd, "epoch": 3})
+    model = modelfile.convert({"netG_state_dict": sd, "epoch": 3})
     assert model.config["strides"] == [1, 2, 2, 2, 2]
     z = rng.standard_normal((3, 16)).astype(np.float32)
     images = xla.jit(lambda p, z: model.generator()(p, z))(model.params, z)
@@ -60,7 +60,7 @@ def test_dcgan_matches_numpy_reference():
 
 def _stylegan2():
     sd = factories.stylegan2(np.random.default_rng(7), 16, 16, 2, {4: 16, 8: 16, 16: 8})
-    return cc.convert(sd)
+    return modelfile.convert(sd)
 
 
 def test_cut_points_compose():
@@ -193,7 +193,7 @@ def test_proggan_runs_upsample_and_conv_in_one_step_only_when_both_run():
     (`Layer.with_previous`); cut between them (the rewriter's `upto("layerN.conv")`), the
     upsampled map itself comes out. Both equal the layers applied one by one."""
     rng = np.random.default_rng(5)
-    model = cc.convert(factories.proggan(rng, (16, 32, 16, 16)))
+    model = modelfile.convert(factories.proggan(rng, (16, 32, 16, 16)))
     gen = model.generator()
     z = rng.standard_normal((2, 16)).astype(np.float32)
     bag = gen.inputs(z)

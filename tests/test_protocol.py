@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrewrite import cli, modelfile, train_gan
-from jaxrewrite.rewrite.editfile import Edit, encode_mask, read_edit
+from jaxrewrite import cli, modelfile
+from jaxrewrite.worlds import train_gan
+from jaxrewrite.rewrite.editfile import Request, read_edit
 from jaxrewrite.tree import get
 from jaxrewrite.worlds import edits, protocol
 
@@ -17,7 +18,7 @@ from jaxrewrite.worlds import edits, protocol
 def _box(t, l, b, r):
     m = np.zeros((64, 64))
     m[t:b, l:r] = 1
-    return encode_mask(m)
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,8 @@ def setup(tmp_path_factory):
     model = modelfile.Model("proggan", jax.device_get(params))
     model_path = tmp / "tiny.msgpack"
     modelfile.save(model, model_path)
-    edit = Edit(object=(3, _box(20, 20, 36, 36)), paste=(1, _box(10, 30, 26, 46)),
-                key=((1, _box(10, 30, 26, 46)), (2, _box(30, 10, 46, 26)), (4, _box(8, 8, 24, 24))))
+    edit = Request.from_arrays(object=(3, _box(20, 20, 36, 36)), paste=(1, _box(10, 30, 26, 46)),
+                               key=[(1, _box(10, 30, 26, 46)), (2, _box(30, 10, 46, 26)), (4, _box(8, 8, 24, 24))])
     path = tmp / "rule.json"
     edits.write(edit, path, {"layer": "layer5", "kind": "edit", "source": ["sky_day", "sky_dusk"],
                              "target": ["spire", "dome"]})

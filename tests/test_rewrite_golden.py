@@ -30,11 +30,12 @@ import numpy as np
 import pytest
 from conftest import nchw, rel_err
 
-import checkpoints_convert as cc
+from jaxrewrite import modelfile
 from jaxrewrite.rewrite import keys as keymod
 from jaxrewrite.rewrite.artifacts import torch_layout
 from jaxrewrite.rewrite.editfile import parse_edit
-from jaxrewrite.rewrite.rewriter import Rewriter
+from jaxrewrite.rewrite.pipeline import EditOptions, edit
+from jaxrewrite.rewrite.rewriter import Goal, Rewriter
 from jaxrewrite.tree import get
 
 ARCHS = {"stylegan2": ("weights_rosinality.pt", "layer6"), "proggan": ("weights.pt", "layer5")}
@@ -44,7 +45,7 @@ RECORD = (0, 1, 9, 10, 30)
 
 @pytest.fixture(scope="module")
 def rewriters(golden):
-    return {arch: Rewriter(cc.load_model(str(golden / arch / ckpt)), layer, stats_samples=100, seed=1)
+    return {arch: Rewriter(modelfile.load(str(golden / arch / ckpt)), layer, stats_samples=100, seed=1)
             for arch, (ckpt, layer) in ARCHS.items()}
 
 
@@ -57,12 +58,12 @@ def _fmap(g, name, arch):
     return g[f"{name}_fmap"] if arch == "stylegan2" else g[name]
 
 
-def _goals(rw, edit, run):
+def _goals(rw, request, run):
     if run.startswith("erase"):
-        goal_in, goal_out, units = rw.erase_goal(edit, 16)
-        return goal_in, goal_out, units
-    goal_in, goal_out, _, box = rw.copy_paste_goal(edit)
-    return goal_in, goal_out, box
+        goal = rw.erase_goal(request, 16)
+        return goal.goal_in, goal.goal_out, goal.units
+    goal = rw.copy_paste_goal(request)
+    return goal.goal_in, goal.goal_out, goal.box
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -116,9 +117,9 @@ def _official_goals(g, arch):
 def test_insert_from_official_goals(rewriters, golden, arch, run):
     rw = rewriters[arch]
     g = np.load(golden / arch / f"{run}.npz")
-    goal_in, goal_out = _official_goals(g, arch)
-    params, losses, snaps = rw.insert(goal_in, goal_out, g["key"], niter=60, piter=10, lr=0.05, record=RECORD)
-    after = torch_layout(rw.model, rw.weight_path, get(params, rw.weight_path))
+    result = rw.insert(Goal(*_official_goals(g, arch)), g["key"], niter=60, piter=10, lr=0.05, record=RECORD)
+    losses, snaps = result.losses, result.snapshots
+    after = torch_layout(rw.model, rw.weight_path, result.weight)
     delta = after - g["weight_before"]
     # the update lies in span(key) along the input axis (axis -3 in PyTorch layout)
     inputs_last = np.moveaxis(delta, -3, -1)
@@ -140,13 +141,13 @@ def test_insert_from_official_goals(rewriters, golden, arch, run):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("run", RUNS)
 def test_end_to_end_edit(rewriters, golden, arch, run):
-    """From weights + request JSON to edited images, as `jaxrewrite edit` runs it."""
+    """From weights + request JSON to edited images through `jaxrewrite.edit`, as the command runs it."""
     rw = rewriters[arch]
     g = np.load(golden / arch / f"{run}.npz")
-    edit = _request(golden, arch, run)
-    goal_in, goal_out, _ = _goals(rw, edit, run)
-    d = rw.key(edit.key, 1, run.split("_")[1])
-    params, losses, _ = rw.insert(goal_in, goal_out, d, niter=60, piter=10, lr=0.05)
+    kind, key_method = run.split("_")
+    options = EditOptions(kind=kind, key_method=key_method, niter=60, drank=16, stats_samples=100)
+    result = edit(rw.model, ARCHS[arch][1], _request(golden, arch, run), options, rewriter=rw)
+    params, losses = result.model.params, result.losses
     from jaxrewrite.rewrite.artifacts import render
 
     images = nchw(render(rw, params, list(range(8))))
@@ -166,7 +167,6 @@ def test_l1_adam_is_rounding_sensitive(rewriters, golden):
     spread = []
     for seed in range(3):
         noise = 1 + 1e-6 * np.random.default_rng(seed).standard_normal(goal_in["fmap"].shape)
-        params, _, _ = rw.insert({**goal_in, "fmap": (goal_in["fmap"] * noise).astype(np.float32)}, goal_out,
-                                 g["key"], niter=60, piter=10, lr=0.05)
-        spread.append(np.asarray(get(params, rw.weight_path)))
+        goal = Goal({**goal_in, "fmap": (goal_in["fmap"] * noise).astype(np.float32)}, goal_out)
+        spread.append(rw.insert(goal, g["key"], niter=60, piter=10, lr=0.05).weight)
     assert max(rel_err(s, spread[0]) for s in spread[1:]) > 1e-4

@@ -13,7 +13,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from checkpoints_convert.torch_format import CheckpointError, load, save
+from checkpoints_convert.torch_format import CheckpointError, load
+from jaxrewrite.modelfile import write_checkpoint as save  # torch_format.dump, atomically
 
 MAGIC = 0x1950A86A20F9469CFC6C
 

@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrewrite import modelfile, train_gan
+from jaxrewrite import modelfile
+from jaxrewrite.worlds import train_gan
 from jaxrewrite.rewrite.rewriter import target_span
 
 TINY = dict(z_dim=8, widths=(8, 8, 8, 4, 4), d_widths=(8, 8, 8, 4, 4), batch=4, r1_every=2)

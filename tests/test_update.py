@@ -47,11 +47,13 @@ def test_projection_is_idempotent_and_orthogonal(seed):
 @pytest.mark.parametrize("target", [linear, nonlinear])
 def test_updates_stay_in_span(seed, target):
     w0, d, goal_in, goal_out = _problem(seed)
-    w1, losses, _ = xla.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, 50, 10, 0.05))(
+    result = xla.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, 0.05, niter=50))(
         w0, d, goal_in, goal_out)
+    w1, losses = result.weight, result.losses
     assert _outside_span(w1 - w0, d) < 1e-5
     assert losses[-1] < losses[0]
-    w2, losses2 = update.lambda_adam(target, w0, d, goal_in, goal_out, 50, 0.05)
+    result = update.lambda_adam(target, w0, d, goal_in, goal_out, 0.05, niter=50)
+    w2, losses2 = result.weight, result.losses
     assert _outside_span(w2 - w0, d) < 1e-5
     assert losses2[-1] < losses2[0]
 
@@ -59,16 +61,17 @@ def test_updates_stay_in_span(seed, target):
 def test_projection_schedule_matches_official():
     """Without projecting every step, an intermediate weight leaves the span; the final one is back."""
     w0, d, goal_in, goal_out = _problem(0)
-    _, _, snaps = update.projected_adam(nonlinear, w0, d, goal_in, goal_out, 12, 10, 0.05, record=(0, 5, 11))
+    snaps = update.projected_adam(nonlinear, w0, d, goal_in, goal_out, 0.05, niter=12, record=(0, 5, 11)).snapshots
     assert _outside_span(snaps[1] - w0, d) > 1e-3  # step 5: not projected yet
-    w1, _, _ = update.projected_adam(nonlinear, w0, d, goal_in, goal_out, 12, 10, 0.05)
+    w1 = update.projected_adam(nonlinear, w0, d, goal_in, goal_out, 0.05, niter=12).weight
     assert _outside_span(w1 - w0, d) < 1e-5
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_closed_form_is_the_least_squares_optimum(seed):
     w0, d, goal_in, goal_out = _problem(seed)
-    w1, losses = update.closed_form(linear, w0, d, goal_in, goal_out)
+    result = update.closed_form(linear, w0, d, goal_in, goal_out)
+    w1, losses = result.weight, result.losses
     assert _outside_span(w1 - w0, d) < 1e-4
     assert losses[1] < losses[0]
     # stationarity: the L2 gradient w.r.t. Λ vanishes at the solution
@@ -78,7 +81,7 @@ def test_closed_form_is_the_least_squares_optimum(seed):
     assert float(jnp.abs(grad).max()) < 1e-3 * float(jnp.abs(jax.grad(l2)(jnp.zeros_like(lam))).max())
     # a target reachable inside the span is hit exactly
     reachable = linear(w0 + jnp.einsum("...ro,ri->...io", np.ones_like(lam), d), goal_in)
-    w_exact, _ = update.closed_form(linear, w0, d, goal_in, reachable)
+    w_exact = update.closed_form(linear, w0, d, goal_in, reachable).weight
     np.testing.assert_allclose(linear(w_exact, goal_in), reachable, atol=1e-3)
 
 
@@ -104,7 +107,7 @@ def _compare_with_optax(optax):
     np.testing.assert_allclose(ours, theirs, rtol=1e-10)
 
 
-@pytest.mark.parametrize("fn", [update.projected_adam, update.lambda_adam, update.closed_form])
+@pytest.mark.parametrize("fn", [m.run for m in update.METHODS.values()])
 def test_a_key_that_does_not_fit_the_kernel_is_named(fn):
     w0, d, goal_in, goal_out = _problem(0)
     for bad in (d[:, :-1], d[0]):  # 11 input channels for a kernel of 12; a vector, not [r, C_in]

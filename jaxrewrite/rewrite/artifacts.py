@@ -3,6 +3,8 @@ goals and before/after images (NCHW, as the official arrays)."""
 
 import numpy as np
 
+from checkpoints_convert.rules import inverse
+
 from .. import xla
 from ..atomic import atomic_write
 from ..tree import get
@@ -16,10 +18,7 @@ def render(rw, params, numbers):
 
 
 def torch_layout(model, path, w):
-    from checkpoints_convert import ARCHS
-    from checkpoints_convert.rules import inverse
-
-    return inverse(ARCHS[model.arch].RULES.to_key(path)[1], np.asarray(w))
+    return inverse(model.spec.layout.RULES.to_key(path)[1], np.asarray(w))
 
 
 def nchw(x):
@@ -27,16 +26,18 @@ def nchw(x):
     return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
 
 
-def save(path, rw, params, d, losses, goal_in, goal_out, before, after):
+def save(path, result, before, after):
+    """The npz of an EditResult, with its before/after images."""
+    rw = result.rewriter
     arrays = {
         "c_matrix": np.asarray(rw.c_matrix, np.float32),
-        "context": np.asarray(d),
+        "context": np.asarray(result.context),
         "weight_before": torch_layout(rw.model, rw.weight_path, get(rw.model.params, rw.weight_path)),
-        "weight_after": torch_layout(rw.model, rw.weight_path, get(params, rw.weight_path)),
-        "losses": np.asarray(losses),
-        "goal_in": nchw(goal_in["fmap"]),
-        "goal_out": nchw(goal_out["fmap"]),
+        "weight_after": torch_layout(rw.model, rw.weight_path, result.weight),
+        "losses": np.asarray(result.losses),
         "images_before": nchw(before),
         "images_after": nchw(after),
     }
+    if result.goal is not None:
+        arrays.update(goal_in=nchw(result.goal.goal_in["fmap"]), goal_out=nchw(result.goal.goal_out["fmap"]))
     atomic_write(path, lambda f: np.savez(f, **arrays))

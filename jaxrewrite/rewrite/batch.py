@@ -1,5 +1,6 @@
-"""Many edits of one layer at once: `vmap` of the constrained update over goals, keys and
-learning rates, and a sweep over layers x ranks x learning rates.
+"""Many edits of one layer at once: the registered update method `vmap`ped over goals, keys
+and learning rates (the function a single edit jits: `Rewriter.update_fn`), and a sweep over
+layers x ranks x learning rates.
 
 Goals of different sizes are zero-padded at the bottom/right to one shape and the loss is
 restricted to each goal's own pixels. For a plain conv target this is exactly the separate
@@ -13,8 +14,6 @@ import jax
 import numpy as np
 
 from .. import sharding
-from ..tree import get
-from . import update
 
 
 def _pad(x, shape):
@@ -23,12 +22,12 @@ def _pad(x, shape):
 
 
 def stack_goals(goals):
-    """[(goal_in bag, goal_out bag)] -> (stacked padded goal_in, goal_out [E, ...], mask [E, 1, h, w])."""
+    """[Goal] -> (stacked padded goal_in, goal_out [E, ...], mask [E, 1, h, w])."""
     def spatial_max(arrays):
         return tuple(np.max([a.shape for a in arrays], axis=0))
 
-    ins = [g[0] for g in goals]
-    outs = [np.asarray(g[1]["fmap"]) for g in goals]
+    ins = [g.goal_in for g in goals]
+    outs = [np.asarray(g.goal_out["fmap"]) for g in goals]
     goal_in = {}
     for name in ins[0]:
         arrays = [np.asarray(b[name]) for b in ins]
@@ -40,14 +39,14 @@ def stack_goals(goals):
 
 
 def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projected", group=None):
-    """(weights [E, ...], losses [E, niter]) of E edits of `rw`'s layer, split over all devices
-    of every process; every process gets all of them.
+    """The Update of E edits of `rw`'s layer, stacked (weight [E, ...], losses [E, ...]), split
+    over all devices of every process; every process gets all of them.
 
-    contexts: E key directions [r, C_in] (any ranks); lrs: [E] learning rates. `group`: edits
-    per device per call (default: all in one call, what fills an accelerator); the rest run
-    as further calls of the same compiled program. It bounds memory, and with a CPU device
-    per core small groups run faster (64 StyleGAN2 golden edits on 2 cores: 9.1 s at once,
-    6.5 s with group=2; slower on one device; benchmarks/README.md)."""
+    goals: E Goals; contexts: E key directions [r, C_in] (any ranks); lrs: [E] learning rates.
+    `group`: edits per device per call (default: all in one call, what fills an accelerator);
+    the rest run as further calls of the same compiled program. It bounds memory, and with a
+    CPU device per core small groups run faster (64 StyleGAN2 golden edits on 2 cores: 9.1 s
+    at once, 6.5 s with group=2; slower on one device; benchmarks/README.md)."""
     if group is not None and group < 1:
         raise ValueError(f"group is a number of edits per device, not {group}")
     if not len(goals) == len(contexts) == len(lrs) > 0:
@@ -58,37 +57,31 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     contexts = [_pad(d, (rank, np.shape(d)[1])) for d in contexts]
     n = len(goals)
     size = sharding.round_up(n if group is None else min(n, group * len(sharding.devices())))
-
-    def one(params, gi, go, m, d, lr):  # params are an argument, not constants baked into the program
-        target, w0 = (lambda w, x: rw.target(params, w, x)), get(params, rw.weight_path)
-        if method == "lambda":
-            return update.lambda_adam(target, w0, d, gi, go, niter, lr, mask=m)
-        w, losses, _ = update.projected_adam(target, w0, d, gi, go, niter, piter, lr, mask=m)
-        return w, losses
-
-    run = rw.program(("insert_many", method, niter, piter), lambda: jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0)))
+    run = rw.program(("insert_many", method, niter, piter),
+                     lambda: jax.vmap(rw.update_fn(method, niter, piter), in_axes=(None, 0, 0, 0, 0, 0)))
     params = sharding.replicate(rw.device_params)  # already on a device: no host copy
     batched = [goal_in, goal_out, mask, np.asarray(contexts, np.float32), np.asarray(lrs, np.float32)]
     results = []
     for start in range(0, n, size):  # the last call padded with copies of its last edit
         part = jax.tree.map(lambda x: sharding.split(sharding.pad(x[start:start + size], size))[0], batched)
         results.append(run(params, *part))
-    return tuple(np.concatenate([sharding.to_host(r[i]) for r in results])[:n] for i in (0, 1))
+    return jax.tree.map(lambda *parts: np.concatenate([sharding.to_host(p) for p in parts])[:n], *results)
 
 
-def sweep(model, edit, layers, ranks, lrs, *, niter=2001, piter=10, key_method="zca", group=None, **rewriter_options):
-    """Final loss of every (layer, rank, lr); each layer's ranks x lrs run as one vmapped batch
-    (one compilation per layer; `group` as in `insert_many`)."""
+def sweep(model, request, layers, ranks, lrs, *, niter=2001, piter=10, key_method="zca", method="projected",
+          group=None, **rewriter_options):
+    """Final loss of every (layer, rank, lr) of a copy-paste request; each layer's ranks x lrs
+    run as one vmapped batch (one compilation per layer; `group` as in `insert_many`)."""
     from .rewriter import Rewriter
 
     rows = []
     for layer in layers:
         rw = Rewriter(model, layer, **rewriter_options)
-        goal = rw.copy_paste_goal(edit)[:2]
-        keys = {rank: rw.key(edit.key, rank, key_method) for rank in ranks}
+        goal = rw.copy_paste_goal(request)
+        keys = {rank: rw.key(request.key, rank, key_method) for rank in ranks}
         configs = [(rank, lr) for rank in ranks for lr in lrs]
-        _, losses = insert_many(rw, [goal] * len(configs), [keys[r] for r, _ in configs], [lr for _, lr in configs],
-                                niter, piter, group=group)
+        result = insert_many(rw, [goal] * len(configs), [keys[r] for r, _ in configs], [lr for _, lr in configs],
+                             niter, piter, method, group)
         rows += [{"layer": layer, "rank": rank, "lr": lr, "loss_start": float(l[0]), "loss_end": float(l[-1])}
-                 for (rank, lr), l in zip(configs, losses)]
+                 for (rank, lr), l in zip(configs, result.losses)]
     return rows

@@ -13,39 +13,37 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import xla
+from .. import archs, xla
 from ..tree import flatten, unflatten
 from ..zdataset import z_for
 from . import goals
-from .editfile import decode_mask
-
-FROZEN = ("noises.", "latents.", ".blur.", "up_rgb", ".bn.mean", ".bn.var")
 
 
-def trainable(path):
-    return not any(f in path for f in FROZEN)
+def _z(gen, image, seed):
+    return z_for([image], gen.z_dim, seed) if np.ndim(image) == 0 else np.asarray(image, np.float32)[None]
 
 
-def rgb_goal(gen, params, edit, seed=1):
+def rgb_goal(gen, params, request, seed=1):
     """(z of the paste image, pasted RGB image [1, H, W, 3], paste box)."""
-    (o_num, o_mask), (p_num, p_mask) = edit.object, edit.paste
     render = xla.jit(lambda p, z: gen(p, z))
-    obj = np.asarray(render(params, z_for([o_num], gen.z_dim, seed)))
-    z = z_for([p_num], gen.z_dim, seed)
+    obj = np.asarray(render(params, _z(gen, request.object.image, seed)))
+    z = _z(gen, request.paste.image, seed)
     host = np.asarray(render(params, z))
     hw = host.shape[1:3]
-    clip, clip_mask, _ = goals.cut_object(obj, decode_mask(o_mask, hw))
-    pasted, box = goals.paste(host, clip, clip_mask, decode_mask(p_mask, hw))
+    clip, clip_mask, _ = goals.cut_object(obj, request.object.weights(hw))
+    pasted, box = goals.paste(host, clip, clip_mask, request.paste.weights(hw))
     return z, pasted, box
 
 
 def finetune(gen, params, z, target, box, niter=20001, lr=0.01):
-    """(params, losses): Adam on all trainable leaves, L1 inside `box`; raises if it diverges.
+    """(params, losses): Adam on all leaves but the architecture's buffers (`Arch.frozen`), L1
+    inside `box`; raises if it diverges.
 
     One jitted step called from Python, not a `lax.scan`: XLA's CPU backend runs the whole
     generator's convolutions ~8x slower inside a loop (measured 136 vs 17 ms per step on the
     64 px towns ProGAN), and the step dominates the call overhead."""
-    flat = flatten(params)
+    flat, fixed = flatten(params), archs.get(gen.arch).frozen
+    trainable = lambda path: not any(f in path for f in fixed)
     train = {k: jnp.array(v) for k, v in flat.items() if trainable(k)}  # copies: the step donates them
     frozen = {k: v for k, v in flat.items() if not trainable(k)}
     t, l, b, r = box

@@ -82,3 +82,19 @@ def gandissect_key(examples, unit_quantiles, rank=1):
     out = np.zeros((rank, unit_quantiles.shape[1]), np.float32)
     out[np.arange(rank), top] = 1
     return out
+
+
+# name -> (examples, statistics, rank) -> D; `statistics` has the layer's c_matrix, zca_matrix
+# and (computed on first use) quantiles, as a Rewriter has
+KEY_METHODS = {
+    "zca": lambda examples, s, rank: zca_key(examples, s.zca_matrix, rank),
+    "svd": lambda examples, s, rank: svd_key(examples, s.c_matrix, rank),
+    "mean": lambda examples, s, rank: mean_key(examples, s.c_matrix, rank),
+    "gandissect": lambda examples, s, rank: gandissect_key(examples, s.quantiles, rank),
+}
+
+
+def get(name):
+    if name not in KEY_METHODS:
+        raise ValueError(f"unknown key method {name!r}; choose from {', '.join(KEY_METHODS)}")
+    return KEY_METHODS[name]

@@ -1,15 +1,56 @@
 """The constrained update W1 = W0 + Λ D: projected Adam (official), Λ-parameterised Adam, and a
-closed form for linear targets.
+closed form for linear targets, each registered once in `METHODS` by name.
 
 `target(w, goal_in) -> value fmap` is the cut generator between the first and last target
-layers with the rewritten kernel `w` (HWIO, input channels on axis -2). Each optimiser is one
-`lax.scan`, so a whole edit compiles to a single XLA program and `vmap`s over edits.
+layers with the rewritten kernel `w` (HWIO, input channels on axis -2). Every method has one
+signature, `(target, w0, d, goal_in, goal_out, lr, mask, *, niter, piter, record) -> Update`;
+the single edit runs it under `jit` and many edits run the same function under `vmap`
+(`mask` restricts the loss to each padded goal's own pixels), so the two cannot diverge.
+Each optimiser is one `lax.scan`, so a whole edit compiles to a single XLA program.
 """
+
+from dataclasses import dataclass
+from typing import Callable
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
+
+
+@struct.dataclass
+class Update:
+    """An update's result: the new kernel, the loss curve (L1 before each step; the closed
+    form: before and after) and, for projected Adam, the recorded snapshots."""
+
+    weight: jax.Array
+    losses: jax.Array
+    snapshots: jax.Array | None = None
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable
+    linear_only: bool = False  # needs a target linear in the kernel (a bare convolution)
+
+
+METHODS = {}
+
+
+def register(name, linear_only=False):
+    """Register an update method under `name` (the command line's `--method` choices)."""
+    def add(run):
+        METHODS[name] = Method(name, run, linear_only)
+        return run
+    return add
+
+
+def get(name):
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]
 
 
 def _check(w0, d):
@@ -22,6 +63,14 @@ def _check(w0, d):
 def project(w, d):
     """P(W): the input-channel axis of W projected onto the row space of D (orthonormal rows)."""
     return jnp.einsum("...jo,rj,ri->...io", w, d, d)
+
+
+def zero(w0, d, amount=0.0):
+    """The official `zero`: the weight's response along the context directions removed,
+    W0 - P(W0) + amount * P(1) (the UI key tray's "zero"; with one-hot 'gandissect' rows, GAN
+    Dissection's unit ablation)."""
+    _check(w0, d)
+    return w0 - project(w0, d) + amount * project(jnp.ones_like(w0), d)
 
 
 def adam(w, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -42,7 +91,8 @@ def l1(target, goal_in, goal_out, mask=None):
     return lambda w: jnp.sum(jnp.abs(goal_out - target(w, goal_in)) * mask[..., None]) / scale
 
 
-def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.05, record=(), mask=None):
+@register("projected")
+def projected_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, piter=10, record=()):
     """The official `insert` (low_rank_insert): Adam on the whole weight; after the step of
     iteration `it`, when `it % piter == 0` or it is the last, W <- W0 - P(W0) + P(W).
 
@@ -50,8 +100,8 @@ def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.
     followed by one projection: the projection is computed only where it is applied (a
     `jnp.where` would evaluate it on every step) and no conditional is needed.
 
-    Returns (w1, losses [niter] measured before each step, snapshots [len(record), ...] of the
-    weight after the Adam step and before the projection of each recorded iteration)."""
+    Returns the Update: w1, losses [niter] measured before each step, snapshots [len(record),
+    ...] of the weight after the Adam step and before the projection of each recorded iteration."""
     _check(w0, d)
     loss_fn = l1(target, goal_in, goal_out, mask)
     ortho = w0 - project(w0, d)
@@ -80,10 +130,11 @@ def projected_adam(target, w0, d, goal_in, goal_out, niter=2001, piter=10, lr=0.
         state, rest_losses = steps_then_project(state, 1 + blocks * piter, rest)
         losses = jnp.concatenate([losses, rest_losses])
     w, _, _, snaps = state
-    return w, losses, snaps
+    return Update(w, losses, snaps)
 
 
-def lambda_adam(target, w0, d, goal_in, goal_out, niter=2001, lr=0.05, mask=None):
+@register("lambda")
+def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, **_):
     """The official `linear_insert`: optimise Λ [..., r, out] in W = W0 + Λ D directly."""
     _check(w0, d)
     expand = lambda lam: w0 + jnp.einsum("...ro,ri->...io", lam, d)
@@ -97,25 +148,28 @@ def lambda_adam(target, w0, d, goal_in, goal_out, niter=2001, lr=0.05, mask=None
 
     lam0 = jnp.zeros(w0.shape[:-2] + (d.shape[0], w0.shape[-1]), w0.dtype)
     (lam, _, _), losses = jax.lax.scan(step, (lam0, lam0, lam0), jnp.arange(niter))
-    return expand(lam), losses
+    return Update(expand(lam), losses)
 
 
-def closed_form(target, w0, d, goal_in, goal_out):
+@register("closed", linear_only=True)
+def closed_form(target, w0, d, goal_in, goal_out, lr=None, mask=None, **_):
     """Least-squares Λ for a target that is linear in the kernel, with output channel o
     depending only on W[..., o] (a bare conv or transposed conv).
 
     Probing the target with one output channel per element of a rank-r kernel basis
     (e_yx ⊗ D_r) gives the design matrix A [pixels, k*k*r] in a single call; then
     Λ = argmin ||A Λ - (goal_out - target(W0))||² and W1 = W0 + Λ D (the paper's
-    W0 + Λ (C⁻¹k*)ᵀ, in an L2 sense). Returns (w1, [L1 loss before, L1 loss after])."""
+    W0 + Λ (C⁻¹k*)ᵀ, in an L2 sense); with `mask`, over the masked pixels only. No learning
+    rate. Returns the Update with losses [L1 before, L1 after]."""
     _check(w0, d)
     spatial = w0.shape[:-2]
     r = d.shape[0]
     basis = jnp.eye(int(np.prod(spatial)) * r).reshape(spatial + (r, -1))  # [..., r, k*k*r]
     probe = jnp.einsum("...rb,ri->...ib", basis, d)
-    a = target(probe, goal_in).reshape(-1, basis.shape[-1])
-    residual = (goal_out - target(w0, goal_in)).reshape(-1, w0.shape[-1])
+    rows = 1.0 if mask is None else mask.reshape(-1, 1)  # rows outside the mask weigh nothing
+    a = target(probe, goal_in).reshape(-1, basis.shape[-1]) * rows
+    residual = (goal_out - target(w0, goal_in)).reshape(-1, w0.shape[-1]) * rows
     lam = jnp.linalg.lstsq(a.astype(jnp.float32), residual)[0]  # [k*k*r, out]
     w1 = w0 + jnp.einsum("...ro,ri->...io", lam.reshape(spatial + (r, -1)), d)
-    losses = jnp.stack([l1(target, goal_in, goal_out)(w) for w in (w0, w1)])
-    return w1, losses
+    losses = jnp.stack([l1(target, goal_in, goal_out, mask)(w) for w in (w0, w1)])
+    return Update(w1, losses)

@@ -12,8 +12,7 @@ from collections import deque
 
 import numpy as np
 
-from ..atomic import atomic_write
-from ..rewrite.editfile import Edit, encode_mask, to_json
+from ..rewrite.editfile import Request, write_edit
 from . import metrics, towns
 
 
@@ -59,7 +58,7 @@ def box(region):
 
 def class_edits(labels, source, target=None, n=6, n_keys=8, pool=40, min_px=20, max_px=400, grow=1,
                 whole_class=False):
-    """Up to `n` candidate Edits from segmented samples, best guess first. A copy-paste edit
+    """Up to `n` candidate Requests from segmented samples, best guess first. A copy-paste edit
     pastes a clean `target` region over a clean `source` region of another image; pairs whose
     bounding boxes match best come first (a tree as tall and wide as the spire it replaces
     covers it). An erase (`target=None`) takes the images with the most source pixels in turn.
@@ -69,7 +68,7 @@ def class_edits(labels, source, target=None, n=6, n_keys=8, pool=40, min_px=20, 
     src = _regions(labels, source, min_px, max_px, whole_class)
     if len(src) < 2:
         raise ValueError(f"too few samples show {source}: search more image numbers")
-    grown = lambda m: encode_mask(metrics.dilate(m[None], grow)[0] if grow else m)
+    grown = lambda m: metrics.dilate(m[None], grow)[0] if grow else m
     if target is None:
         pairs = [(p, None) for p in src[:n]]
     else:
@@ -82,15 +81,14 @@ def class_edits(labels, source, target=None, n=6, n_keys=8, pool=40, min_px=20, 
     out = []
     for p, o in pairs:
         context = [p] + [s for s in src if s[1] != p[1]][:n_keys - 1]
-        out.append(Edit(object=o and (o[1], grown(o[2])), paste=(p[1], grown(p[2])),
-                        key=tuple((number, grown(m)) for _, number, m in context)))
+        out.append(Request.from_arrays(object=o and (o[1], grown(o[2])), paste=(p[1], grown(p[2])),
+                                       key=[(number, grown(m)) for _, number, m in context]))
     return out
 
 
-def write(edit, path, rule):
-    """The edit in the official format, with the rule under `jaxrewrite`."""
-    text = json.dumps({**to_json(edit), "jaxrewrite": rule}, indent=1) + "\n"
-    atomic_write(path, lambda f: f.write(text), mode="w")
+def write(request, path, rule):
+    """The request in the official format, with the rule under `jaxrewrite`."""
+    write_edit(request, path, {"jaxrewrite": rule})
 
 
 def rule(path):

@@ -4,12 +4,22 @@ section 5.1 table (ours, its Λ and closed-form variants, two ablations, fine-tu
 import dataclasses
 import time
 
-import numpy as np
-
 from ..rewrite.editfile import read_edit
 from ..rewrite.finetune import finetune, rgb_goal
+from ..rewrite.pipeline import EditOptions, edit
 from ..rewrite.rewriter import NotApplicable, Rewriter
-from . import VARIANTS, edits, metrics
+from . import edits, metrics
+
+# The rows of the section 5.1 table: name -> (EditOptions changes, single context key), or
+# None for fine-tuning all weights (the baseline, not a rewrite).
+VARIANTS = {
+    "ours": ({}, False),
+    "lambda": ({"method": "lambda"}, False),
+    "closed": ({"method": "closed"}, False),
+    "full-rank": ({"rank": "full"}, False),
+    "single-key": ({}, True),
+    "finetune": None,
+}
 
 
 def apply(model, edit_path, variant="ours", **options):
@@ -19,37 +29,32 @@ def apply(model, edit_path, variant="ours", **options):
 
 
 def read(edit_path):
-    """(rule, Edit) of an edit file with a `jaxrewrite` entry; a malformed file stops here."""
+    """(rule, Request) of an edit file with a `jaxrewrite` entry; a malformed file stops here."""
     rule = edits.rule(edit_path)
     return rule, read_edit(edit_path, kind=rule.get("kind", "edit"))
 
 
-def apply_rule(model, rule, edit, variant="ours", layer=None, niter=2001, lr=0.05, finetune_niter=2001,
+def apply_rule(model, rule, request, variant="ours", layer=None, niter=2001, lr=0.05, finetune_niter=2001,
                finetune_lr=0.01, cache_dir=None, show_progress=False, rewriter=None):
-    """`apply` for a rule and edit already read."""
+    """`apply` for a rule and request already read; the rewrites run through `jaxrewrite.edit`."""
     kind = rule.get("kind", "edit")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    method, rank, single = VARIANTS[variant]
-    start = time.time()
-    if method == "finetune":
+    if VARIANTS[variant] is None:
         if kind != "edit":
             raise NotApplicable("fine-tuning needs a copy-paste edit (object + paste)")
+        start = time.time()
         gen = model.generator()
-        z, target, box = rgb_goal(gen, model.params, edit)
+        z, target, box = rgb_goal(gen, model.params, request)
         params, losses = finetune(gen, model.params, z, target, box, finetune_niter, finetune_lr)
         return dataclasses.replace(model, params=params), time.time() - start, float(losses[-1])
-    rw = rewriter or Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
-    if kind == "erase":
-        goal_in, goal_out, _ = rw.erase_goal(edit, rule.get("drank", 30))
-    else:
-        goal_in, goal_out, _, _ = rw.copy_paste_goal(edit)
-    if rank == "full":
-        d = np.eye(rw.c_matrix.shape[0], dtype=np.float32)
-    else:
-        d = rw.key(edit.key[:1] if single else edit.key, rank)
-    params, losses, _ = rw.insert(goal_in, goal_out, d, method, niter, 10, lr)
-    return rw.edited(params), time.time() - start, float(losses[-1])
+    changes, single = VARIANTS[variant]
+    options = EditOptions(kind=kind, niter=niter, lr=lr, drank=rule.get("drank", 30), **changes)
+    if single:
+        request = dataclasses.replace(request, key=request.key[:1])
+    result = edit(model, layer or rule["layer"], request, options, rewriter=rewriter, cache_dir=cache_dir,
+                  show_progress=show_progress)
+    return result.model, result.seconds, float(result.losses[-1])
 
 
 def evaluate(model, edit_path, variants=tuple(VARIANTS), n=1000, seed=2, layer=None, cache_dir=None,
@@ -59,14 +64,14 @@ def evaluate(model, edit_path, variants=tuple(VARIANTS), n=1000, seed=2, layer=N
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-    rule, edit = read(edit_path)
+    rule, request = read(edit_path)
     gen = model.generator()
     rw = Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
     before = metrics.render(gen, model.params, n, seed) if before is None else before
     rows = {}
     for variant in variants:
         try:
-            edited, seconds, loss = apply_rule(model, rule, edit, variant, rewriter=rw, **options)
+            edited, seconds, loss = apply_rule(model, rule, request, variant, layer=layer, rewriter=rw, **options)
         except NotApplicable as e:  # closed form on a nonlinear target, fine-tuning an erase
             rows[variant] = {"skipped": str(e)}
             continue

@@ -8,7 +8,7 @@ without progressive growing: non-saturating logistic loss, lazy R1 on reals ever
 atomically every few minutes; rerunning the same command resumes bit-for-bit (batch `s`
 is drawn from seed (seed, s)).
 
-    python -m jaxrewrite.train_gan --state benchmarks/runs/towns64.state --steps 15000 \
+    python -m jaxrewrite.worlds.train_gan --state benchmarks/runs/towns64.state --steps 15000 \
         --export jaxrewrite/assets/towns64.msgpack
 """
 
@@ -29,10 +29,10 @@ import numpy as np
 import optax
 from flax import serialization
 
-from . import modelfile, xla
-from .atomic import atomic_write
-from .models import ops, proggan
-from .worlds import towns
+from .. import modelfile, xla
+from ..atomic import atomic_write
+from ..models import ops, proggan
+from . import towns
 
 
 def config(**overrides):
