@@ -212,7 +212,8 @@ def test_authoring_errors_and_warnings(tmp_path, small_model, capsys):
 def test_sample_chosen_numbers_with_labels(tmp_path, small_model):
     assert run("sample", "--model", small_model, "--n", 10, "--out", tmp_path / "all.npy") == 0
     assert run("sample", "--model", small_model, "--numbers", "3-5,9", "--batch-size", 3, "--out", tmp_path / "some.npy") == 0
-    np.testing.assert_array_equal(np.load(tmp_path / "some.npy"), np.load(tmp_path / "all.npy")[[3, 4, 5, 9]])
+    # the same images, up to the rounding of another batch composition
+    np.testing.assert_allclose(np.load(tmp_path / "some.npy"), np.load(tmp_path / "all.npy")[[3, 4, 5, 9]], atol=1e-5)
     assert run("sample", "--model", small_model, "--numbers", "3-5,9", "--out", tmp_path / "plain.png") == 0
     assert run("sample", "--model", small_model, "--numbers", "3-5,9", "--label", "--out", tmp_path / "l.png") == 0
     plain, labelled = (np.asarray(Image.open(tmp_path / n)) for n in ("plain.png", "l.png"))
