@@ -34,7 +34,7 @@ def jax_problem(case):
     if case["arch"] == "proggan":
         return _fixed_input(lambda w, bag: ops.conv(bag["fmap"], w, 1)), jnp.asarray(w.transpose(2, 3, 1, 0)), \
             jnp.asarray(case["key"]), {"fmap": nhwc(case["goal_in"])}, nhwc(case["goal_out"])
-    layers = [layer for layer in stylegan2.styled_conv("layer6", "sconv", 4, 4, False, "official", 1)
+    layers = [layer for layer in stylegan2.styled_conv("layer6", "sconv", 4, False, "official", 1)
               if layer.name.endswith(("dconv", "noise", "activate"))]
     params = {"layer6": {"sconv": {"mconv": {"dconv": {"kernel": None}},
                                    "noise": {"strength": jnp.asarray(case["noise_strength"])},
@@ -61,7 +61,7 @@ def _fixed_input(target):
 
 def time_jax(case, niter, piter=10, lr=0.05, repeats=3):
     target, w0, d, gi, go = jax_problem(case)
-    run = xla.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, niter, piter, lr)[:2])
+    run = xla.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, lr, niter=niter, piter=piter))
     jax.block_until_ready(run(w0, d, gi, go))  # compiles
     return {"seconds": _best(lambda: run(w0, d, gi, go), repeats)}
 
@@ -71,7 +71,7 @@ def time_jax_vmap(case, niter, n, piter=10, lr=0.05):
     target, w0, d, gi, go = jax_problem(case)
     stack = lambda x: jnp.broadcast_to(x, (n,) + x.shape)
     lrs = lr * (1 + 0.01 * jnp.arange(n))
-    run = xla.jit(jax.vmap(lambda gi, go, d, lr: update.projected_adam(target, w0, d, gi, go, niter, piter, lr)[:2]))
+    run = xla.jit(jax.vmap(lambda gi, go, d, lr: update.projected_adam(target, w0, d, gi, go, lr, niter=niter, piter=piter)))
     args = (jax.tree_util.tree_map(stack, gi), stack(go), stack(d), lrs)
     if n % len(sharding.devices()) == 0:  # as `batch.insert_many`: the edits split over the devices
         args = jax.tree_util.tree_map(lambda x: sharding.split(x)[0], args)

@@ -8,17 +8,19 @@ import sys
 import jax
 import numpy as np
 
-from jaxrewrite import archs, xla
-from jaxrewrite.rewrite import keys, update
+from jaxrewrite import archs, images, modelfile, xla, zoo
+from jaxrewrite.atomic import atomic_write
+from jaxrewrite.rewrite import artifacts, editfile, keys, pipeline, update
+from jaxrewrite.rewrite.finetune import finetune, rgb_goal
 from jaxrewrite.rewrite.pipeline import EditOptions
+from jaxrewrite.tree import flatten
+from jaxrewrite.zdataset import z_for
 from jaxrewrite.zoo import cache_dir
 
 DEFAULTS = EditOptions()  # the official defaults, said once in EditOptions
 
 
 def _load(path, args=None):
-    from jaxrewrite import modelfile
-
     config = None
     if args is not None and getattr(args, "config", None):
         try:
@@ -51,9 +53,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def cmd_convert(args):
-    from jaxrewrite import modelfile
-    from jaxrewrite.tree import flatten
-
     check_outputs(out=(args.out, None))
     model = _load(args.checkpoint, args)
     modelfile.save(model, args.out)
@@ -63,8 +62,6 @@ def cmd_convert(args):
 
 
 def cmd_export(args):
-    from jaxrewrite import modelfile
-
     check_outputs(out=(args.out, None))
     modelfile.export(_load(args.model), args.out)
     print(f"{args.model} -> {args.out}")
@@ -95,9 +92,6 @@ def numbers(text):
 
 
 def cmd_sample(args):
-    from jaxrewrite import images
-    from jaxrewrite.zdataset import z_for
-
     check_outputs(out=(args.out, images.SUFFIXES))
     model = _load(args.model)
     gen = _generator(model, args)
@@ -114,8 +108,6 @@ def cmd_sample(args):
 def _request(args, kind):
     """(Request, the edit file's `jaxrewrite` settings) from --edit and the PNG mask flags; a
     flag replaces the file's entry (--context its whole key list)."""
-    from jaxrewrite.rewrite import editfile
-
     if args.edit is None and not (args.object or args.paste or args.context):
         raise ValueError("give the request as --edit FILE.json or as masks (--object/--paste/--context N:mask.png)")
     obj = editfile.read_json(args.edit) if args.edit else {}
@@ -136,9 +128,6 @@ def _request(args, kind):
 def cmd_edit(args):
     """Copy-paste edit (`edit`), erase (`erase`) or zero (`zero`) of one layer, through
     `jaxrewrite.edit`; official defaults, or the edit file's `jaxrewrite` settings."""
-    from jaxrewrite import images, modelfile
-    from jaxrewrite.rewrite import artifacts, editfile, pipeline
-
     kind = args.command
     check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES), artifacts=(args.artifacts, (".npz",)),
                   save_edit=(args.save_edit, (".json",)))
@@ -187,12 +176,8 @@ def cmd_finetune(args):
     import dataclasses
     import time
 
-    from jaxrewrite import images, modelfile
-    from jaxrewrite.rewrite.editfile import read_edit
-    from jaxrewrite.rewrite.finetune import finetune, rgb_goal
-
     check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES))
-    request = read_edit(args.edit)
+    request = editfile.read_edit(args.edit)
     model = _load(args.model)
     gen = model.generator()
     start = time.time()
@@ -201,8 +186,6 @@ def cmd_finetune(args):
     print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({len(losses)} steps) in {time.time() - start:.1f}s")
     edited = dataclasses.replace(model, params=params)
     if args.grid:
-        from jaxrewrite.zdataset import z_for
-
         zs = z_for(range(8), gen.z_dim, args.seed)
         images.save(args.grid, np.concatenate([np.asarray(gen(model.params, zs)), np.asarray(gen(params, zs))]), cols=8)
     modelfile.save(edited, args.out)
@@ -219,8 +202,6 @@ def cmd_eval(args):
                              show_progress=True, niter=args.niter, finetune_niter=args.finetune_niter)
     print(protocol.table(rows))
     if args.json:
-        from jaxrewrite.atomic import atomic_write
-
         atomic_write(args.json, lambda f: f.write(json.dumps(rows, indent=1) + "\n"), mode="w")
 
 
@@ -231,7 +212,6 @@ def cmd_demo(args):
 
 def _demo_towns(args):
     """The main job on the shipped towns64 model: spire -> tree, before/after grid, metrics."""
-    from jaxrewrite import images, zoo
     from jaxrewrite.worlds import edits, metrics, protocol, towns
 
     model = _load("towns64")
@@ -255,9 +235,7 @@ def _demo_faces(args):
     """Glasses on every face of the third-party DCGAN (fetched on first use)."""
     import time
 
-    from jaxrewrite import faces, images, zoo
-    from jaxrewrite.rewrite.editfile import read_edit
-    from jaxrewrite.rewrite.pipeline import edit
+    from jaxrewrite import faces
     from jaxrewrite.worlds import metrics
 
     if not os.path.isfile(zoo.fetched_path("dcgan-faces")):
@@ -268,8 +246,8 @@ def _demo_faces(args):
     rule = json.loads(open(path, encoding="utf-8").read())["jaxrewrite"]
     print(f"dcgan-faces: rewriting {rule['layer']} so that faces wear glasses")
     start = time.time()
-    result = edit(model, rule["layer"], read_edit(path), EditOptions(lr=rule["lr"]), cache_dir=args.cache,
-                  show_progress=True)
+    result = pipeline.edit(model, rule["layer"], editfile.read_edit(path), EditOptions(lr=rule["lr"]),
+                           cache_dir=args.cache, show_progress=True)
     edited = result.model
     print(f"edit applied in {time.time() - start:.1f}s (L1 {result.losses[0]:.4f} -> {result.losses[-1]:.4f})")
     gen = model.generator()
@@ -286,8 +264,6 @@ def _demo_faces(args):
 
 
 def cmd_zoo(args):
-    from jaxrewrite import zoo
-
     if args.action == "list":
         for name, (filename, _) in zoo.SHIPPED.items():
             print(f"{name:14s} shipped  jaxrewrite/assets/{filename}")

@@ -133,3 +133,28 @@ def test_precision_is_float32_unless_asked(monkeypatch):
         assert jax.config.jax_default_matmul_precision == "tensorfloat32"
     finally:
         jax.config.update("jax_default_matmul_precision", "highest")  # as conftest sets it
+
+
+@pytest.mark.parametrize("config,message", [
+    ('{"lr_mlp": 0.1}', "unknown config entry 'lr_mlp' for dcgan; known: strides, paddings, bn_eps"),
+    ('{"bn_eps": "x"}', "config entry 'bn_eps' must be a number, got 'x'"),
+    ('{"strides": 2}', "config entry 'strides' must be a list, got 2"),
+    ("[1, 2]", "config must be a JSON object, got list"),
+    ("{nope", "--config is not JSON"),
+])
+def test_config_is_checked_against_the_architecture(tmp_path, capsys, config, message):
+    modelfile.write_checkpoint(factories.dcgan(np.random.default_rng(0)), tmp_path / "g.pt")
+    assert run("convert", tmp_path / "g.pt", "--out", tmp_path / "m", "--config", config) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "m").exists()
+
+
+def test_choice_lists_come_from_the_registries(capsys):
+    from jaxrewrite import archs
+    from jaxrewrite.rewrite import keys, update
+    from jaxrewrite.worlds.protocol import VARIANTS
+
+    assert run("zero", "--help") == 0 and run("eval", "--help") == 0 and run("convert", "--help") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(keys.KEY_METHODS) + "}" in out and "{" + ",".join(update.METHODS) + "}" in out
+    assert "{" + ",".join(["auto", *archs.ARCHS]) + "}" in out and ", ".join(VARIANTS) in out

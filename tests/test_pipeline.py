@@ -179,6 +179,10 @@ def test_compose_applies_edits_in_turn(model):
     (lambda m: jr.EditOptions(lr=float("nan")), ValueError, "lr must be a finite number > 0"),
     (lambda m: jr.edit(m, "layer5", request(), OPTIONS, rewriter=Rewriter(m, "layer3", stats_samples=20)),
      ValueError, "the rewriter is set up for 'layer3'"),
+    (lambda m: jr.edit(m, "layer5", request(), OPTIONS.replace(stats_samples=30),
+                       rewriter=Rewriter(m, "layer5", stats_samples=20)), ValueError, "other stats_samples"),
+    (lambda m: jr.edit(m, "layer5", request(), OPTIONS, c_matrix=np.eye(16),
+                       rewriter=Rewriter(m, "layer5", stats_samples=20)), ValueError, "not both"),
 ])
 def test_bad_input_stops_with_one_line(model, make, error, message):
     with pytest.raises(error, match=message):

@@ -86,6 +86,8 @@ def edit(model, layer, request, options=EditOptions(), *, c_matrix=None, rewrite
     if not isinstance(request, Request):
         raise TypeError(f"request must be a Request (editfile.Request.from_arrays / read_edit), got {type(request).__name__}")
     request.check(options.kind)
+    if rewriter is not None and c_matrix is not None:
+        raise ValueError("give c_matrix or a rewriter (which has its statistics), not both")
     if rewriter is None:
         rewriter = Rewriter(model, layer, stats_samples=options.stats_samples, seed=options.seed,
                             cache_dir=cache_dir, show_progress=show_progress, c_matrix=c_matrix)
