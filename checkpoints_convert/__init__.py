@@ -2,8 +2,8 @@
 
 This package knows checkpoint files and state-dict layouts, nothing of jaxrewrite: `read` gives
 a file's contents, `convert` maps a state dict onto flat tree paths with whichever of the
-layouts it is given fits (a layout is a module with `RULES`, `detect`, `renamer`, `spec` and
-`default_config`: `stylegan2`, `proggan`, `dcgan` here), `export` rebuilds the original state
+layouts it is given fits (a layout is a module with `RULES`, `detect`, `renamer`,
+`checkpoint_names`, `spec` and `default_config`: `stylegan2`, `proggan`, `dcgan` here), `export` rebuilds the original state
 dict (same keys, order, wrapper, dtypes and bytes) from possibly edited leaves, and `dump`
 writes it to a file object. Which layout belongs to which architecture is said once, in
 `jaxrewrite.archs`.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import torch_format
-from .rules import RANKS, forward, inverse
+from .rules import RANKS, MissingKey, forward, inverse
 from .torch_format import CheckpointError
 
 WRAPPERS = ("g_ema", "netG_state_dict", "state_dict")
@@ -95,15 +95,21 @@ def convert(obj, layouts, *, arch="auto", config=None):
         if rank is not None and array.ndim != rank:
             raise CheckpointError(f"key {key!r} has shape {tuple(array.shape)}, expected {rank} dimensions")
     arrays = {name: a for name, (_, a) in canonical.items()}
-    expected = mod.spec(arrays)
+    own = mod.checkpoint_names(stripped)  # errors name keys as this checkpoint names them
+    try:
+        expected = mod.spec(arrays)
+    except MissingKey as e:
+        raise CheckpointError(f"missing key {prefix + own(e.name)!r}{e.why} for a {arch} generator") from None
     for name, (key, array) in canonical.items():
         if name not in expected:
             raise CheckpointError(f"unknown key {key!r} for a {arch} generator")
         if tuple(array.shape) != tuple(expected[name]):
             raise CheckpointError(f"key {key!r} has shape {tuple(array.shape)}, expected {tuple(expected[name])}")
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise CheckpointError(f"key {key!r} has non-finite values (NaN or inf)")
     for name in expected:
         if name not in canonical:
-            raise CheckpointError(f"missing key {name!r} for a {arch} generator")
+            raise CheckpointError(f"missing key {prefix + own(name)!r} for a {arch} generator")
     flat, extra = {}, {}
     for name, (key, array) in canonical.items():
         path, transform = mod.RULES.to_tree(name)

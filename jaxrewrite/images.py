@@ -58,3 +58,30 @@ def save(path, images, cols=None, labels=None):
         buf = io.BytesIO()
         Image.fromarray(grid(tiles, cols)).save(buf, format="PNG" if name.endswith(".png") else "JPEG")
         atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def plot_losses(path, losses, title, size=(640, 360)):
+    """A PNG line plot of a loss curve (Pillow only): steps on x, L1 on y, the first, last and
+    lowest values written out."""
+    losses = np.asarray(losses, np.float64)
+    if not str(path).lower().endswith(".png"):
+        raise ValueError(f"{path}: the loss plot is a .png")
+    w, h = size
+    left, right, top, bottom = 60, 20, 30, 40
+    im = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    lo, hi = float(losses.min()), float(losses.max())
+    span = hi - lo or 1.0
+    xs = left + (w - left - right) * np.arange(len(losses)) / max(len(losses) - 1, 1)
+    ys = top + (h - top - bottom) * (hi - losses) / span
+    draw.rectangle((left, top, w - right, h - bottom), outline=(0, 0, 0))
+    if len(losses) > 1:
+        draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(31, 119, 180), width=2)
+    draw.text((left, 8), f"{title}: L1 {losses[0]:.4g} -> {losses[-1]:.4g} (lowest {lo:.4g})", fill=(0, 0, 0))
+    draw.text((4, top - 4), f"{hi:.3g}", fill=(0, 0, 0))
+    draw.text((4, h - bottom - 8), f"{lo:.3g}", fill=(0, 0, 0))
+    draw.text((left, h - bottom + 6), "step 0", fill=(0, 0, 0))
+    draw.text((w - right - 70, h - bottom + 6), f"step {len(losses) - 1}", fill=(0, 0, 0))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))

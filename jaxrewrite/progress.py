@@ -1,18 +1,52 @@
-"""A minimal progress bar on stderr (no dependency): `for x in progress(xs, total, "stats"):`."""
+"""A minimal progress bar on stderr (no dependency): `for x in progress(xs, total, "stats"):`,
+or `bar = Bar(total, "edit"); bar.update(done); bar.close()` where work reports its own steps
+(the optimisation loops, from inside their compiled programs)."""
 
 import sys
 import time
 
+_OPEN = []  # bars that have drawn a line and not finished it
+
+
+def active():
+    """Whether a bar's line is unfinished (a message printed now should start a new line)."""
+    return bool(_OPEN)
+
+
+class Bar:
+    def __init__(self, total, desc, stream=None, width=30, every=0.25):
+        self.total, self.desc, self.width, self.every = max(int(total), 1), desc, width, every
+        self.stream = stream or sys.stderr
+        self.start = self.last = time.time()
+        self.done, self.drawn = 0, None
+
+    def update(self, done, suffix=""):
+        """Draw `done` of `total` (at most every `every` seconds, and always the last step)."""
+        self.done = min(int(done), self.total)
+        now = time.time()
+        if self.done == self.drawn or (now - self.last < self.every and self.done < self.total):
+            return
+        self.drawn = self.done
+        self.last = now
+        frac = self.done / self.total
+        bar = "#" * int(self.width * frac) + "-" * (self.width - int(self.width * frac))
+        elapsed = now - self.start
+        eta = elapsed / frac - elapsed if frac else 0.0
+        self.stream.write(f"\r{self.desc} [{bar}] {self.done}/{self.total} {elapsed:.0f}s eta {eta:.0f}s{suffix}")
+        self.stream.flush()
+        if self not in _OPEN:
+            _OPEN.append(self)
+
+    def close(self):
+        if self in _OPEN:
+            _OPEN.remove(self)
+            self.stream.write("\n")
+            self.stream.flush()
+
 
 def progress(iterable, total, desc, stream=None, width=30):
-    stream = stream or sys.stderr
-    start = time.time()
+    bar = Bar(total, desc, stream, width, every=0)
     for i, item in enumerate(iterable, start=1):
         yield item
-        frac = i / max(total, 1)
-        bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
-        elapsed = time.time() - start
-        eta = elapsed / frac - elapsed if frac else 0.0
-        stream.write(f"\r{desc} [{bar}] {i}/{total} {elapsed:.0f}s eta {eta:.0f}s")
-        stream.flush()
-    stream.write("\n")
+        bar.update(i)
+    bar.close()

@@ -12,7 +12,11 @@ command line turns it on, so a second run loads its programs instead of compilin
 """
 
 import functools
+import glob
 import os
+import re
+import sys
+import warnings
 
 import jax
 
@@ -46,3 +50,27 @@ def cache_compiled(directory):
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # the edit programs compile in < 1 s
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _replace_unreadable_entries(str(directory))
+
+
+_UNREADABLE = re.compile(r"Error reading persistent compilation cache entry for '([^']+)'")
+
+
+def _replace_unreadable_entries(directory):
+    """jax warns on every run about a cache entry it cannot read (a torn or corrupted file) and
+    never writes it again. Here the first such warning removes that program's entries, so the
+    next run compiles and stores it anew, and says so once instead of jax's traceback-like
+    warning."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        match = _UNREADABLE.search(str(message))
+        if not match:
+            return shown(message, category, filename, lineno, file, line)
+        removed = [p for p in glob.glob(os.path.join(directory, glob.escape(match[1]) + "-*")) if os.path.isfile(p)]
+        for path in removed:
+            os.unlink(path)
+        print(f"jaxrewrite: warning: removed {len(removed)} unreadable compiled program(s) '{match[1]}' from "
+              f"{directory}; they are stored again on the next run", file=sys.stderr)
+
+    warnings.showwarning = show

@@ -89,8 +89,8 @@ def _sg2():
 
 @pytest.mark.parametrize("mutate,message", [
     (lambda sd: sd.update({"convs.1.conv.extra": np.zeros(3, np.float32)}), r"unknown key 'convs.1.conv.extra'"),
-    (lambda sd: sd.pop("convs.1.activate.bias"), r"missing key 'layer4.sconv.activate.bias'"),
-    (lambda sd: sd.pop("convs.1.conv.weight"), r"missing key 'layer4.sconv.mconv.dconv.weight'"),
+    (lambda sd: sd.pop("convs.1.activate.bias"), r"missing key 'convs.1.activate.bias'"),
+    (lambda sd: sd.pop("convs.1.conv.weight"), r"missing key 'convs.1.conv.weight'"),
     (lambda sd: sd.update({"convs.0.conv.weight": np.zeros((1, 16, 15, 3, 3), np.float32)}),
      r"key 'convs.0.conv.weight' has shape \(1, 16, 15, 3, 3\), expected \(1, 16, 16, 3, 3\)"),
     (lambda sd: sd.update({"to_rgb1.bias": np.zeros((1, 3), np.float32)}), r"key 'to_rgb1.bias' has shape"),

@@ -77,7 +77,7 @@ def test_cli_edit_small_model_all_methods(tmp_path, small_model):
 
 
 @pytest.mark.parametrize("problem,message", [
-    ("layer", "unknown layer 'layer9'"),
+    ("layer", "'layer9' is not a rewritable layer; rewritable: layer1 (keys 1x1, values 4x4)"),
     ("json", "malformed JSON"),
     ("empty", "mask is empty"),
     ("number", "image number must be >= 0"),

@@ -25,7 +25,7 @@ def _box(t, l, b, r):
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("protocol")
     params = train_gan.init_generator(jax.random.PRNGKey(3), 16, (16, 16, 16, 8, 8))
-    model = modelfile.Model("proggan", jax.device_get(params))
+    model = modelfile.Model("proggan", jax.device_get(params), {"training": {"world": "towns"}})
     model_path = tmp / "tiny.msgpack"
     modelfile.save(model, model_path)
     edit = Request.from_arrays(object=(3, _box(20, 20, 36, 36)), paste=(1, _box(10, 30, 26, 46)),

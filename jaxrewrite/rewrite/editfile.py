@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_write
+from ..zdataset import MAX_IMAGE_NUMBER
 
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,")
 _PAIR = "[image_number, mask]"
@@ -153,6 +154,8 @@ def example(image, mask, *, allow_empty=False):
         raise EditFileError(f"image number must be an integer, got {image!r}")
     elif image < 0:
         raise EditFileError(f"image number must be >= 0, got {image}")
+    elif image > MAX_IMAGE_NUMBER:
+        raise EditFileError(f"image number must be <= {MAX_IMAGE_NUMBER:,}, got {image:,}")
     else:
         image = int(image)
     levels = mask_levels(mask)

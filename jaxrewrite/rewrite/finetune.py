@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import archs, xla
+from .. import archs, progress, xla
 from ..tree import flatten, unflatten
 from ..zdataset import z_for
 from . import goals
@@ -35,7 +35,7 @@ def rgb_goal(gen, params, request, seed=1):
     return z, pasted, box
 
 
-def finetune(gen, params, z, target, box, niter=20001, lr=0.01):
+def finetune(gen, params, z, target, box, niter=20001, lr=0.01, show_progress=False):
     """(params, losses): Adam on all leaves but the architecture's buffers (`Arch.frozen`), L1
     inside `box`; raises if it diverges.
 
@@ -63,9 +63,14 @@ def finetune(gen, params, z, target, box, niter=20001, lr=0.01):
         return (optax.apply_updates(train, updates), opt_state), loss
 
     state, losses = (train, opt.init(train)), []
-    for _ in range(niter):
+    bar = progress.Bar(niter, f"fine-tuning ({niter} steps)") if show_progress else None
+    for i in range(niter):
         state, loss = step(state)
         losses.append(loss)
+        if bar and (i % 50 == 0 or i == niter - 1):
+            bar.update(i + 1, f" L1 {float(loss):.4f}")
+    if bar:
+        bar.close()
     losses = np.asarray(jnp.stack(losses))
     if not np.all(np.isfinite(losses)):
         raise FloatingPointError("fine-tuning diverged (NaN/inf); the model is left unchanged")

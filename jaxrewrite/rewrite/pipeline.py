@@ -108,7 +108,8 @@ def edit(model, layer, request, options=EditOptions(), *, c_matrix=None, rewrite
         weight, losses, goal = np.asarray(update.zero(w0, d, options.amount)), np.zeros(0, np.float32), None
     else:
         goal = rewriter.erase_goal(request, options.drank) if kind == "erase" else rewriter.copy_paste_goal(request)
-        result = rewriter.insert(goal, d, options.method, options.niter, options.piter, options.lr)
+        result = rewriter.insert(goal, d, options.method, options.niter, options.piter, options.lr,
+                                 show_progress=show_progress and not update.get(options.method).linear_only)
         weight, losses = result.weight, result.losses
     return EditResult(rewriter.edited(weight), rewriter.weight_path, losses, d, goal, time.time() - start, options,
                       rewriter)

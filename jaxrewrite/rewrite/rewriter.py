@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import archs, xla
+from .. import archs, progress, xla
 from ..modelfile import Model
 from ..models import ops
 from ..tree import get, replace
@@ -27,24 +27,47 @@ class NotApplicable(ValueError):
     a comparison of methods skips it, where any other error stops."""
 
 
-def target_span(gen, layer):
-    """(first, last) layer names of the target for `layer`: a block name means its first
-    convolution through the architecture's `target_end` (StyleGAN2: dconv..activate; ProGAN,
-    DCGAN: the bare conv); 'first:last' is explicit."""
+def rewritable(gen):
+    """{block: (first, last)} of every rewritable target: block `layerN`'s first convolution
+    through the architecture's `target_end` (StyleGAN2: dconv..activate; ProGAN, DCGAN: the
+    bare conv)."""
+    end, out = archs.get(gen.arch).target_end, {}
+    for name in gen.names:
+        block = name.split(".")[0]
+        if block.startswith("layer") and block not in out and name.endswith((".conv", ".dconv")):
+            start, stop = gen.span(block)
+            out[block] = (name, next((n for n in gen.names[start:stop] if end and n.endswith("." + end)), name))
+    return out
+
+
+def target_span(gen, layer, params=None):
+    """(first, last) layer names of the target for `layer`: a block (`layer6`) or its first
+    convolution's own name (`layer6.sconv.mconv.dconv`, `layer5.conv`) means the block's
+    target; 'first:last' names both ends (a rewritable convolution, then any layer from it
+    on). Anything else is an error listing the rewritable layers (with their key and value
+    resolutions, given `params`)."""
+    targets = rewritable(gen)
+    firsts = {first: block for block, (first, _) in targets.items()}
     if ":" in layer:
         first, last = layer.split(":", 1)
-    else:
-        block = layer.split(".")[0]
-        start, stop = gen.span(block)
-        names = gen.names[start:stop]
-        convs = [n for n in names if n.endswith((".dconv", ".conv"))]
-        if not convs:
-            raise ValueError(f"layer {layer!r} has no convolution to rewrite")
-        first = convs[0]
-        end = archs.get(gen.arch).target_end
-        last = next((n for n in names if end and n.endswith("." + end)), first)
-    gen.span(first), gen.span(last)  # unknown names raise here
-    return first, last
+        if first in firsts and last in gen.names and gen.names.index(last) >= gen.names.index(first):
+            return first, last
+    elif layer in targets or layer in firsts:
+        return targets[firsts.get(layer, layer)]
+    raise ValueError(f"{layer!r} is not a rewritable layer; rewritable: {describe(gen, params, targets)}")
+
+
+def describe(gen, params, targets):
+    """'layer1 (keys 1x1, values 4x4), ...': the rewritable blocks with their resolutions."""
+    if params is None:
+        return ", ".join(targets)
+    shapes, bag = {}, gen.inputs(np.zeros((1, gen.z_dim), np.float32))
+    for layer in gen.layers:
+        shapes[layer.name] = (bag["fmap"].shape[1:3] if "fmap" in bag else None)
+        bag = jax.eval_shape(lambda p, b, layer=layer: layer.apply(p, b), params, bag)
+        shapes[layer.name] = (shapes[layer.name], bag["fmap"].shape[1:3] if "fmap" in bag else None)
+    hw = lambda s: "x".join(map(str, s)) if s else "-"
+    return ", ".join(f"{b} (keys {hw(shapes[f][0])}, values {hw(shapes[l][1])})" for b, (f, l) in targets.items())
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +95,7 @@ class Rewriter:
 
     def __post_init__(self):
         self.gen = self.model.generator(**self.model.official_options(1))
-        self.first, self.last = target_span(self.gen, self.layer)
+        self.first, self.last = target_span(self.gen, self.layer, self.model.params)
         self.weight_path = f"{self.first}.kernel"
         try:
             w0 = get(self.model.params, self.weight_path)
@@ -87,7 +110,7 @@ class Rewriter:
             raise ValueError(f"c_matrix is {np.shape(self.c_matrix)}, the layer's keys have {w0.shape[-2]} channels")
         # on the device once: every jitted call would copy host (numpy) parameters again
         self.device_params = jax.device_put(self.model.params)
-        self._programs = {}
+        self._programs, self.reporter = {}, None
         gen, first, last = self.gen, self.first, self.last
         self._context = xla.jit(lambda p, z: gen.upto(p, gen.inputs(z), first))
         self._value = xla.jit(lambda p, bag: gen.between(p, bag, first, last))
@@ -178,24 +201,36 @@ class Rewriter:
             raise NotApplicable(f"the {method} method needs a linear target; {self.first}..{self.last} is not")
         return m
 
-    def update_fn(self, method, niter, piter, record=()):
+    def update_fn(self, method, niter, piter, record=(), progress=False):
         """(params, goal_in, goal_out, mask, d, lr) -> Update: one edit by a registered method.
-        `insert` jits it, `batch.insert_many` vmaps the same function."""
+        `insert` jits it, `batch.insert_many` vmaps the same function. With `progress`, the
+        loop reports its steps to the Rewriter's current `reporter` (the bar of the edit
+        running now: a compiled program keeps the callback it was traced with)."""
         run = self.check_method(method).run
+        report = (lambda it: self.reporter and self.reporter(int(it))) if progress else None
 
         def one(params, gi, go, mask, d, lr):  # params are an argument, not constants baked into the program
             target = lambda w, x: self.target(params, w, x)
             return run(target, get(params, self.weight_path), d, gi, go, lr, mask, niter=niter, piter=piter,
-                       record=record)
+                       record=record, report=report)
         return one
 
-    def insert(self, goal, d, method="projected", niter=2001, piter=10, lr=0.05, record=()):
+    def insert(self, goal, d, method="projected", niter=2001, piter=10, lr=0.05, record=(), show_progress=False):
         """The Update (numpy) of one edit; raises if the optimisation diverges."""
-        run = self.program(("insert", method, niter, piter, tuple(record)),
-                           lambda: self.update_fn(method, niter, piter, tuple(record)))
+        record = tuple(record)
+        run = self.program(("insert", method, niter, piter, record, show_progress),
+                           lambda: self.update_fn(method, niter, piter, record, show_progress))
         goal_in = {k: jnp.asarray(v) for k, v in goal.goal_in.items()}
-        result = jax.tree.map(np.asarray, run(self.device_params, goal_in, jnp.asarray(goal.goal_out["fmap"]), None,
-                                              jnp.asarray(d, jnp.float32), lr))
+        bar = progress.Bar(niter, f"{method} update ({niter} steps)") if show_progress else None
+        self.reporter = bar and (lambda it: bar.update(it + 1))
+        try:
+            result = jax.tree.map(np.asarray, run(self.device_params, goal_in, jnp.asarray(goal.goal_out["fmap"]),
+                                                  None, jnp.asarray(d, jnp.float32), lr))
+        finally:
+            self.reporter = None
+        if bar:
+            bar.update(niter)
+            bar.close()
         check_finite(result)
         return result
 

@@ -110,7 +110,7 @@ def cached_second_moment(model, gen_options, first, n, seed, batch_size, cache_d
         pass
     c = second_moment(gen, model.params, first, n, seed, batch_size, show_progress)
     os.makedirs(cache_dir, exist_ok=True)
-    atomic_write(path, lambda f: np.savez(f, c_matrix=c, meta=json.dumps(meta, sort_keys=True)))
+    atomic_write(path, lambda f: np.savez(f, c_matrix=c, meta=json.dumps(meta, sort_keys=True)), now=True)
     return c
 
 

@@ -3,7 +3,8 @@ closed form for linear targets, each registered once in `METHODS` by name.
 
 `target(w, goal_in) -> value fmap` is the cut generator between the first and last target
 layers with the rewritten kernel `w` (HWIO, input channels on axis -2). Every method has one
-signature, `(target, w0, d, goal_in, goal_out, lr, mask, *, niter, piter, record) -> Update`;
+signature, `(target, w0, d, goal_in, goal_out, lr, mask, *, niter, piter, record, report) -> Update`
+(`report(step)`, when given, is called from inside the loop to show progress);
 the single edit runs it under `jit` and many edits run the same function under `vmap`
 (`mask` restricts the loss to each padded goal's own pixels), so the two cannot diverge.
 Each optimiser is one `lax.scan`, so a whole edit compiles to a single XLA program.
@@ -91,8 +92,16 @@ def l1(target, goal_in, goal_out, mask=None):
     return lambda w: jnp.sum(jnp.abs(goal_out - target(w, goal_in)) * mask[..., None]) / scale
 
 
+def progress(report, it, every=50):
+    """`report(step)` from inside a compiled loop every `every` steps (a host callback; none
+    where `report` is None, so the program is then the same as without it)."""
+    if report is not None:
+        jax.lax.cond(it % every == 0, lambda: jax.debug.callback(report, it), lambda: None)
+
+
 @register("projected")
-def projected_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, piter=10, record=()):
+def projected_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, piter=10, record=(),
+                   report=None):
     """The official `insert` (low_rank_insert): Adam on the whole weight; after the step of
     iteration `it`, when `it % piter == 0` or it is the last, W <- W0 - P(W0) + P(W).
 
@@ -109,6 +118,7 @@ def projected_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, nite
 
     def step(state, it):
         w, m, v, snaps = state
+        progress(report, it)
         loss, g = jax.value_and_grad(loss_fn)(w)
         w, m, v = adam(w, g, m, v, (it + 1).astype(w.dtype), lr)
         snaps = jnp.where((record == it)[(...,) + (None,) * w.ndim], w[None], snaps)
@@ -134,7 +144,7 @@ def projected_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, nite
 
 
 @register("lambda")
-def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, **_):
+def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, report=None, **_):
     """The official `linear_insert`: optimise Λ [..., r, out] in W = W0 + Λ D directly."""
     _check(w0, d)
     expand = lambda lam: w0 + jnp.einsum("...ro,ri->...io", lam, d)
@@ -142,6 +152,7 @@ def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2
 
     def step(state, it):
         lam, m, v = state
+        progress(report, it)
         loss, g = jax.value_and_grad(loss_fn)(lam)
         lam, m, v = adam(lam, g, m, v, (it + 1).astype(lam.dtype), lr)
         return (lam, m, v), loss

@@ -2,6 +2,7 @@
 section 5.1 table (ours, its Λ and closed-form variants, two ablations, fine-tuning)."""
 
 import dataclasses
+import sys
 import time
 
 from ..rewrite.editfile import read_edit
@@ -46,7 +47,7 @@ def apply_rule(model, rule, request, variant="ours", layer=None, niter=2001, lr=
         start = time.time()
         gen = model.generator()
         z, target, box = rgb_goal(gen, model.params, request)
-        params, losses = finetune(gen, model.params, z, target, box, finetune_niter, finetune_lr)
+        params, losses = finetune(gen, model.params, z, target, box, finetune_niter, finetune_lr, show_progress)
         return dataclasses.replace(model, params=params), time.time() - start, float(losses[-1])
     changes, single = VARIANTS[variant]
     options = EditOptions(kind=kind, niter=niter, lr=lr, drank=rule.get("drank", 30), **changes)
@@ -61,6 +62,11 @@ def evaluate(model, edit_path, variants=tuple(VARIANTS), n=1000, seed=2, layer=N
              show_progress=False, before=None, **options):
     """One row per variant: the metrics of `metrics.compare` plus time and loss. `before`:
     the unedited images (`metrics.render` of n, seed), when the caller already has them."""
+    world = (model.config.get("training") or {}).get("world")
+    if world != "towns":
+        raise ValueError(f"eval measures edits on the towns world, and this model was not trained on it (its file "
+                         f"records {'world ' + repr(world) if world else 'no world'}); use towns64 or a model "
+                         f"python -m jaxrewrite.worlds.train_gan exported")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
@@ -69,9 +75,12 @@ def evaluate(model, edit_path, variants=tuple(VARIANTS), n=1000, seed=2, layer=N
     rw = Rewriter(model, layer or rule["layer"], cache_dir=cache_dir, show_progress=show_progress)
     before = metrics.render(gen, model.params, n, seed) if before is None else before
     rows = {}
-    for variant in variants:
+    for i, variant in enumerate(variants, start=1):
+        if show_progress:
+            print(f"variant {i}/{len(variants)}: {variant}", file=sys.stderr, flush=True)
         try:
-            edited, seconds, loss = apply_rule(model, rule, request, variant, layer=layer, rewriter=rw, **options)
+            edited, seconds, loss = apply_rule(model, rule, request, variant, layer=layer, rewriter=rw,
+                                               show_progress=show_progress, **options)
         except NotApplicable as e:  # closed form on a nonlinear target, fine-tuning an erase
             rows[variant] = {"skipped": str(e)}
             continue
