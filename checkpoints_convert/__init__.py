@@ -39,8 +39,11 @@ def read(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            is_npz = bool(z.namelist()) and all(n.endswith(".npy") for n in z.namelist())
+        try:
+            with zipfile.ZipFile(path) as z:
+                is_npz = bool(z.namelist()) and all(n.endswith(".npy") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise CheckpointError(f"{path}: corrupt or truncated zip archive ({e})") from None
         if is_npz:
             try:
                 with np.load(path, allow_pickle=False) as data:

@@ -198,7 +198,10 @@ def _load_zip(f):
 
 
 def _read_exact(f, n: int) -> bytes:
-    if n < 0 or n > os.fstat(f.fileno()).st_size - f.tell():
+    here = f.tell()
+    end = f.seek(0, os.SEEK_END)
+    f.seek(here)
+    if n < 0 or n > end - here:
         raise CheckpointError("file is truncated (storage data ends early)")
     return f.read(n)
 

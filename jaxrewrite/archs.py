@@ -30,7 +30,7 @@ class Arch:
     options: tuple = ()  # keyword options of `build` (the command line passes only these)
     official: Callable[[int], dict] = lambda batch: {}  # options of the official code at `batch` images per call
     frozen: tuple = ()  # parameter path fragments of buffers: fine-tuning leaves them fixed
-    config: dict = field(default_factory=dict)  # config entries a user may set -> their type
+    config: dict = field(default_factory=dict)  # config entries a user may set -> float (a number) or list (of ints)
 
 
 def _stylegan2_official(batch):

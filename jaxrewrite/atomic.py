@@ -54,7 +54,11 @@ def atomic_write(path, write, mode="wb", now=False):
 @contextlib.contextmanager
 def together():
     """Outputs written inside the block are moved into place when it ends without an error,
-    and removed if it raises (KeyboardInterrupt included)."""
+    and removed if it raises (KeyboardInterrupt included). Inside another `together()` block
+    they join the outer one's."""
+    if _STAGED.get() is not None:
+        yield
+        return
     staged = []
     token = _STAGED.set(staged)
     try:
@@ -65,8 +69,13 @@ def together():
         raise
     finally:
         _STAGED.reset(token)
-    for tmp, path in staged:
-        os.replace(tmp, path)
+    for i, (tmp, path) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as e:  # the rest are not moved: remove them, and name the target
+            for rest, _ in staged[i:]:
+                _remove(rest)
+            raise OSError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def _remove(tmp):

@@ -105,7 +105,7 @@ def cmd_sample(args):
     chosen = np.asarray(args.numbers if args.numbers else range(args.n))
     zs, params, out = z_for(chosen, gen.z_dim, args.seed), jax.device_put(model.params), []
     starts = range(0, len(chosen), args.batch_size)
-    shown = progress.progress(starts, len(starts), f"sampling {len(chosen)} images") if len(chosen) > 256 else starts
+    shown = progress.progress(starts, len(starts), f"sampling {len(chosen)} images") if args.progress and len(chosen) > 256 else starts
     for start in shown:
         part = slice(start, start + args.batch_size)
         out.append(np.asarray(run(params, zs[part], **_noise_inputs(args, chosen[part]))))
@@ -122,8 +122,17 @@ def _request(args, kind):
     entries = editfile.parse_entries(obj, name=args.edit, kind=kind) if args.edit else {}
     flags = {"object": [args.object] if args.object else [], "paste": [args.paste] if args.paste else [],
              "key": args.context or []}
+    flag = {"object": "--object", "paste": "--paste", "key": "--context"}
+
+    def example(field, number, path):
+        levels = editfile.read_png_mask(path)  # its errors name the file
+        try:
+            return editfile.example(number, levels)
+        except editfile.EditFileError as e:
+            raise editfile.EditFileError(f"{flag[field]} {number}:{path}: {e}") from None
+
     for field, given in flags.items():
-        masks = [editfile.example(n, editfile.read_png_mask(path)) for n, path in given]
+        masks = [example(field, n, path) for n, path in given]
         if masks:
             entries[field] = tuple(masks) if field == "key" else masks[0]
     try:
@@ -153,7 +162,7 @@ def cmd_edit(args):
                           key_method=args.key_method, niter=args.niter, piter=args.piter,
                           stats_samples=args.stats_samples, seed=args.seed, **extra)
     model = _load(args.model)
-    result = pipeline.edit(model, chosen["layer"], request, options, cache_dir=args.cache, show_progress=True)
+    result = pipeline.edit(model, chosen["layer"], request, options, cache_dir=args.cache, show_progress=args.progress)
     rw = result.rewriter
     print(f"rewriting {rw.weight_path} ({rw.first} .. {rw.last}); keys {rw.k_hw}, values {rw.v_hw}")
     if result.goal is not None and result.goal.units is not None:
@@ -202,7 +211,7 @@ def cmd_finetune(args):
     gen = model.generator()
     start = time.time()
     z, target, box = rgb_goal(gen, model.params, request, args.seed)
-    params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr, show_progress=True)
+    params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr, show_progress=args.progress)
     print(f"loss {losses[0]:.6f} -> {losses[-1]:.6f} ({len(losses)} steps) in {time.time() - start:.1f}s")
     _warn_if_worse(losses, "--lr")
     if args.plot:
@@ -222,7 +231,7 @@ def cmd_eval(args):
     check_outputs(json=(args.json, (".json",)))
     model = _load(args.model)
     rows = protocol.evaluate(model, args.edit, args.variants, args.n, args.seed, args.layer, args.cache,
-                             show_progress=True, niter=args.niter, finetune_niter=args.finetune_niter)
+                             show_progress=args.progress, niter=args.niter, finetune_niter=args.finetune_niter)
     print(protocol.table(rows))
     if args.json:
         atomic_write(args.json, lambda f: f.write(json.dumps(rows, indent=1) + "\n"), mode="w")
@@ -240,7 +249,7 @@ def _demo_towns(args):
     model = _load("towns64")
     edit = zoo.shipped_edit("towns64", "spire2tree")
     print(f"towns64: rewriting layer {edits.rule(edit)['layer']} so that spires become trees")
-    edited, seconds, loss = protocol.apply(model, edit, cache_dir=args.cache, show_progress=True)
+    edited, seconds, loss = protocol.apply(model, edit, cache_dir=args.cache, show_progress=args.progress)
     print(f"edit applied in {seconds:.1f}s (final L1 {loss:.4f})")
     gen = model.generator()
     before = metrics.render(gen, model.params, args.n, args.seed)
@@ -270,7 +279,7 @@ def _demo_faces(args):
     print(f"dcgan-faces: rewriting {rule['layer']} so that faces wear glasses")
     start = time.time()
     result = pipeline.edit(model, rule["layer"], editfile.read_edit(path), EditOptions(lr=rule["lr"]),
-                           cache_dir=args.cache, show_progress=True)
+                           cache_dir=args.cache, show_progress=args.progress)
     edited = result.model
     print(f"edit applied in {time.time() - start:.1f}s (L1 {result.losses[0]:.4f} -> {result.losses[-1]:.4f})")
     gen = model.generator()
@@ -377,6 +386,9 @@ def parser():
                  "checkpoint, paint a rule, rewrite one layer, export the model back.",
                  epilog="run 'jaxrewrite COMMAND --help' for a command's options and an example")
     ap.add_argument("--version", action="version", version=f"jaxrewrite {version()}")
+    ap.add_argument("--quiet", action="store_true",
+                    help="no progress bars; the edit loops then have no host callback, so their compiled programs "
+                         "are kept on disk too (about 1 s less per edit on a later run)")
     ap.add_argument("--precision", choices=["float32", "default"],
                     help="matmuls and convolutions on accelerators: float32 (the default, at which the official "
                          "results are reproduced) or XLA's faster default (TF32 on recent NVIDIA GPUs); "
@@ -538,6 +550,7 @@ def main(argv=None):
     except SystemExit as e:  # --help, or a bad argument (already reported)
         return e.code
     set_precision(args.precision)
+    args.progress = not args.quiet
     xla.cache_compiled(os.path.join(getattr(args, "cache", None) or cache_dir(), "xla"))
     try:
         with together():

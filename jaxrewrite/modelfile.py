@@ -66,10 +66,12 @@ def check_config(arch, config):
     for key, value in config.items():
         if key not in known:
             raise ValueError(f"unknown config entry {key!r} for {arch}; known: {', '.join(known) or 'none'}")
+        number = lambda v, kinds=(int, float): isinstance(v, kinds) and not isinstance(v, bool)
         want = known[key]
-        ok = isinstance(value, list) if want is list else isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (isinstance(value, list) and all(number(v, int) and v >= 0 for v in value)) if want is list else number(value)
         if not ok:
-            raise ValueError(f"config entry {key!r} must be a {'list' if want is list else 'number'}, got {value!r}")
+            what = "list of integers >= 0" if want is list else "number"
+            raise ValueError(f"config entry {key!r} must be a {what}, got {value!r}")
 
 
 def convert(obj, *, arch="auto", config=None):
@@ -90,7 +92,11 @@ def write_checkpoint(obj, path, *, legacy=False):
     """An exported checkpoint to `path`, atomically: `.npz` (flat state dict) or a torch file."""
     path = os.fspath(path)
     stem = os.path.splitext(os.path.basename(path))[0] or "archive"
-    atomic_write(path, lambda f: checkpoints_convert.dump(obj, f, npz=path.endswith(".npz"), name=stem, legacy=legacy))
+    npz = path.lower().endswith(".npz")
+    try:
+        atomic_write(path, lambda f: checkpoints_convert.dump(obj, f, npz=npz, name=stem, legacy=legacy))
+    except checkpoints_convert.CheckpointError as e:
+        raise checkpoints_convert.CheckpointError(f"{path}: {e}") from None
 
 
 def export(model, path):
@@ -98,15 +104,16 @@ def export(model, path):
     write_checkpoint(to_checkpoint(model), path)
 
 
-def save(model, path):
+def save(model, path, now=False):
     """`model` at `path`: in its original PyTorch layout where the name ends in .pt, .pth or
-    .npz (the official code loads it), else as a model file. Atomic."""
+    .npz (the official code loads it), else as a model file. Atomic (`now`: moved into place
+    at once, even inside `atomic.together()`, for caches)."""
     if os.fspath(path).lower().endswith(CHECKPOINT_SUFFIXES):
         return export(model, path)
     state = {"format": FORMAT, "version": VERSION, "arch": model.arch, "config": model.config,
              "params": _to_numpy(model.params), "source": model.source}
     data = serialization.msgpack_serialize(state)
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), now=now)
 
 
 def load(model, *, arch="auto", config=None):

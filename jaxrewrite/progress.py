@@ -46,7 +46,9 @@ class Bar:
 
 def progress(iterable, total, desc, stream=None, width=30):
     bar = Bar(total, desc, stream, width, every=0)
-    for i, item in enumerate(iterable, start=1):
-        yield item
-        bar.update(i)
-    bar.close()
+    try:
+        for i, item in enumerate(iterable, start=1):
+            yield item
+            bar.update(i)
+    finally:
+        bar.close()

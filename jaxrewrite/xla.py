@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import warnings
+import zlib
 
 import jax
 
@@ -56,18 +57,37 @@ def cache_compiled(directory):
 _UNREADABLE = re.compile(r"Error reading persistent compilation cache entry for '([^']+)'")
 
 
+def _readable(path):
+    """Whether a cache entry decompresses (jax stores them zstd- or zlib-compressed)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        zlib.decompress(data)
+        return True
+    except zlib.error:
+        pass
+    try:
+        import zstandard
+
+        zstandard.ZstdDecompressor().decompress(data)
+        return True
+    except Exception:  # no zstandard, or not zstd data either
+        return False
+
+
 def _replace_unreadable_entries(directory):
     """jax warns on every run about a cache entry it cannot read (a torn or corrupted file) and
-    never writes it again. Here the first such warning removes that program's entries, so the
-    next run compiles and stores it anew, and says so once instead of jax's traceback-like
-    warning."""
+    never writes it again. Here such a warning removes the entries of that program name that do
+    not decompress, so the next run compiles and stores them anew, and says so in one line
+    instead of jax's warning."""
     shown = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         match = _UNREADABLE.search(str(message))
         if not match:
             return shown(message, category, filename, lineno, file, line)
-        removed = [p for p in glob.glob(os.path.join(directory, glob.escape(match[1]) + "-*")) if os.path.isfile(p)]
+        entries = glob.glob(os.path.join(directory, glob.escape(match[1]) + "-*-cache"))
+        removed = [p for p in entries if os.path.isfile(p) and not _readable(p)]
         for path in removed:
             os.unlink(path)
         print(f"jaxrewrite: warning: removed {len(removed)} unreadable compiled program(s) '{match[1]}' from "

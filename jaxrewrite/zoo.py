@@ -101,7 +101,7 @@ def fetch(name, wheel=None):
     model.source = {**model.source, "zoo": {"name": name, **spec}}
     path = fetched_path(name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    modelfile.save(model, path)
+    modelfile.save(model, path, now=True)  # a cache: kept whatever the command does next
     return path
 
 

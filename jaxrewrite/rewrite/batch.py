@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from .. import sharding
+from .rewriter import Rewriter, check_finite
 
 
 def _pad(x, shape):
@@ -65,15 +66,15 @@ def insert_many(rw, goals, contexts, lrs, niter=2001, piter=10, method="projecte
     for start in range(0, n, size):  # the last call padded with copies of its last edit
         part = jax.tree.map(lambda x: sharding.split(sharding.pad(x[start:start + size], size))[0], batched)
         results.append(run(params, *part))
-    return jax.tree.map(lambda *parts: np.concatenate([sharding.to_host(p) for p in parts])[:n], *results)
+    result = jax.tree.map(lambda *parts: np.concatenate([sharding.to_host(p) for p in parts])[:n], *results)
+    check_finite(result)
+    return result
 
 
 def sweep(model, request, layers, ranks, lrs, *, niter=2001, piter=10, key_method="zca", method="projected",
           group=None, **rewriter_options):
     """Final loss of every (layer, rank, lr) of a copy-paste request; each layer's ranks x lrs
     run as one vmapped batch (one compilation per layer; `group` as in `insert_many`)."""
-    from .rewriter import Rewriter
-
     rows = []
     for layer in layers:
         rw = Rewriter(model, layer, **rewriter_options)

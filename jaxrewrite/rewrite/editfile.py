@@ -291,14 +291,16 @@ def read_edit(path, *, kind="edit"):
 
 def to_json(request):
     """The official JSON form: `[image_number, data URL]` entries, absent object/paste/query left
-    out. Requests with explicit z vectors have no official form."""
+    out, and `key` too where it is the paste's default (as the official code defaults it).
+    Requests with explicit z vectors have no official form."""
     def pair(where, e):
         if e.number is None:
             raise EditFileError(f"{where}: an explicit z vector has no place in the official JSON (image numbers only)")
         return [e.number, encode_mask(e.mask)]
 
     out = {f: pair(f, e) for f in ("object", "paste", "query") if (e := getattr(request, f)) is not None}
-    out["key"] = [pair(f"key[{i}]", k) for i, k in enumerate(request.key)]
+    if not (len(request.key) == 1 and request.key[0] is request.paste):  # a key given, not the default
+        out["key"] = [pair(f"key[{i}]", k) for i, k in enumerate(request.key)]
     return out
 
 

@@ -50,10 +50,15 @@ def svd_key(examples, c_matrix, rank=1):
 
 def mean_key(examples, c_matrix, rank=1):
     """The normalised mean of C⁻¹(w·k): one direction."""
-    if rank != 1:
-        raise ValueError("key method 'mean' gives one direction: use rank 1")
+    check_rank("mean", rank)
     mean = _adjusted(examples, c_matrix).mean(0)
     return (mean / np.linalg.norm(mean))[None].astype(np.float32)
+
+
+def check_rank(method, rank):
+    if rank != "full" and rank > MOST_DIRECTIONS.get(method, rank):
+        raise ValueError(f"key method {method!r} gives {MOST_DIRECTIONS[method]} direction(s): use rank "
+                         f"{MOST_DIRECTIONS[method]}")
 
 
 def top_units(examples, unit_score, n):
@@ -92,6 +97,10 @@ KEY_METHODS = {
     "mean": lambda examples, s, rank: mean_key(examples, s.c_matrix, rank),
     "gandissect": lambda examples, s, rank: gandissect_key(examples, s.quantiles, rank),
 }
+
+
+MOST_DIRECTIONS = {"mean": 1}  # methods that give at most this many directions, whatever the examples
+UNITS = {"gandissect"}  # methods that pick key units (one-hot rows): as many as the key has, whatever the masks
 
 
 def get(name):

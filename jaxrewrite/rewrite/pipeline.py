@@ -1,7 +1,7 @@
 """The edit pipeline: request -> goal -> context key -> constrained update -> edited model.
 
 `edit` is the one way the library rewrites a layer; the command line (`edit`, `erase`,
-`zero`), the evaluation protocol, the benchmarks and the UI call it. `EditOptions` holds the
+`zero`), the evaluation protocol and the benchmarks call it, as any front end should. `EditOptions` holds the
 official defaults once; `EditResult` is what an edit leaves.
 """
 
@@ -16,7 +16,7 @@ from ..modelfile import Model
 from ..tree import get
 from . import keys, update
 from .editfile import KINDS, Request
-from .rewriter import Goal, Rewriter
+from .rewriter import Goal, Rewriter, target_span
 
 
 def _count(value):
@@ -90,17 +90,21 @@ def edit(model, layer, request, options=EditOptions(), *, c_matrix=None, rewrite
         raise ValueError("give c_matrix or a rewriter (which has its statistics), not both")
     if rewriter is None:
         rewriter = Rewriter(model, layer, stats_samples=options.stats_samples, seed=options.seed,
-                            cache_dir=cache_dir, show_progress=show_progress, c_matrix=c_matrix)
-    elif rewriter.model is not model or layer not in (rewriter.layer, f"{rewriter.first}:{rewriter.last}"):
-        raise ValueError(f"the rewriter is set up for {rewriter.layer!r} of another model")
+                            cache_dir=cache_dir, show_progress=show_progress, precomputed_c=c_matrix)
+    elif rewriter.model is not model:
+        raise ValueError("the rewriter is set up for another model")
+    elif target_span(rewriter.gen, layer, model.params) != (rewriter.first, rewriter.last):
+        raise ValueError(f"the rewriter is set up for {rewriter.layer!r}, not {layer!r}")
     elif (rewriter.stats_samples, rewriter.seed) != (options.stats_samples, options.seed):
         raise ValueError("the rewriter's statistics were computed with other stats_samples / seed")
-    if options.kind != "zero":
-        rewriter.check_method(options.method)  # before any work
-    start = time.time()
+    if options.kind != "zero":  # before any work
+        rewriter.check_method(options.method)
+    rewriter.check(request, options.kind, options.rank, options.drank, options.key_method)
     rank, kind = options.rank, options.kind
+    rewriter.statistics(options.key_method if rank != "full" else None, kind)  # not part of the edit's time
+    start = time.time()
     if rank == "full":
-        d = np.eye(rewriter.c_matrix.shape[0], dtype=np.float32)
+        d = np.eye(rewriter.channels, dtype=np.float32)
     else:
         d = rewriter.key(request.key, rank, options.key_method)
     if kind == "zero":
@@ -115,12 +119,12 @@ def edit(model, layer, request, options=EditOptions(), *, c_matrix=None, rewrite
                       rewriter)
 
 
-def compose(model, steps, **edit_options):
+def compose(model, steps, *, cache_dir=None, show_progress=False):
     """Edits applied one after another; each step is (layer, request, EditOptions). Statistics
     are recomputed (or found in the cache) for each step's model. (final Model, [EditResult])."""
     results = []
     for layer, request, options in steps:
-        result = edit(model, layer, request, options, **edit_options)
+        result = edit(model, layer, request, options, cache_dir=cache_dir, show_progress=show_progress)
         model = result.model
         results.append(result)
     return model, results

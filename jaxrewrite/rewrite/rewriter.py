@@ -90,7 +90,7 @@ class Rewriter:
     stats_batch: int = 10
     cache_dir: str | None = None
     show_progress: bool = False
-    c_matrix: np.ndarray | None = None  # precomputed C = E[k kᵀ]; else computed or read from the cache
+    precomputed_c: np.ndarray | None = None  # C = E[k kᵀ] given by the caller; else computed on first use
     gen: object = field(init=False)
 
     def __post_init__(self):
@@ -102,12 +102,9 @@ class Rewriter:
         except KeyError:
             raise ValueError(f"layer {self.first!r} has no kernel to rewrite") from None
         self.stats_options = self.model.official_options(self.stats_batch)
-        if self.c_matrix is None:
-            self.c_matrix = stats.cached_second_moment(
-                self.model, self.stats_options, self.first, self.stats_samples, self.seed, 50, self.cache_dir,
-                self.show_progress)
-        elif np.shape(self.c_matrix) != (w0.shape[-2],) * 2:
-            raise ValueError(f"c_matrix is {np.shape(self.c_matrix)}, the layer's keys have {w0.shape[-2]} channels")
+        self.channels = w0.shape[-2]
+        if self.precomputed_c is not None and np.shape(self.precomputed_c) != (self.channels,) * 2:
+            raise ValueError(f"c_matrix is {np.shape(self.precomputed_c)}, the layer's keys have {self.channels} channels")
         # on the device once: every jitted call would copy host (numpy) parameters again
         self.device_params = jax.device_put(self.model.params)
         self._programs, self.reporter = {}, None
@@ -122,6 +119,44 @@ class Rewriter:
     def linear(self):
         """Whether the target is the bare convolution (linear in the kernel)."""
         return self.first == self.last
+
+    @functools.cached_property
+    def c_matrix(self):
+        """C = E[k kᵀ] of the layer's keys: given, or computed (and cached in `cache_dir`) on first use."""
+        if self.precomputed_c is not None:
+            return np.asarray(self.precomputed_c)
+        return stats.cached_second_moment(self.model, self.stats_options, self.first, self.stats_samples, self.seed,
+                                          50, self.cache_dir, self.show_progress)
+
+    def statistics(self, key_method, kind):
+        """Compute (or read) what an edit by `key_method` needs, now: C, and its ZCA matrix or
+        the unit quantiles; an erase ranks units by C's diagonal."""
+        if key_method is not None or kind == "erase":
+            self.c_matrix
+        if key_method == "zca":
+            self.zca_matrix
+        elif key_method == "gandissect":
+            self.quantiles
+
+    def check(self, request, kind, rank=1, drank=None, key_method="zca"):
+        """Stop before any work on what this layer cannot take: masks that are empty at its
+        resolutions, a rank beyond the key pixels selected (or the input channels), more
+        units to erase than the key has."""
+        sizes = {"object": self.v_hw, "paste": self.k_hw if kind == "erase" else self.v_hw}
+        for name, e in request.examples():
+            if name == "query" or (name in sizes and kind == "zero"):
+                continue
+            size = sizes.get(name, self.k_hw)
+            if not (e.weights(size) > 0).any():
+                raise ValueError(f"the {name} mask of image {_name(e)} is empty at the layer's resolution {size}")
+        keys.check_rank(key_method, rank)
+        pixels = sum(int((e.weights(self.k_hw) > 0).sum()) for e in request.key)
+        most = self.channels if key_method in keys.UNITS else min(pixels, self.channels)
+        if rank != "full" and rank > most:
+            raise ValueError(f"rank {rank} exceeds the {most} directions the key can have "
+                             f"({pixels} selected key pixels at {self.k_hw}, {self.channels} input channels)")
+        if drank is not None and kind == "erase" and drank > self.channels:
+            raise ValueError(f"{drank} units to erase, the key has {self.channels}")
 
     @functools.cached_property
     def zca_matrix(self):
@@ -226,11 +261,12 @@ class Rewriter:
         try:
             result = jax.tree.map(np.asarray, run(self.device_params, goal_in, jnp.asarray(goal.goal_out["fmap"]),
                                                   None, jnp.asarray(d, jnp.float32), lr))
+            if bar:
+                bar.update(niter)
         finally:
             self.reporter = None
-        if bar:
-            bar.update(niter)
-            bar.close()
+            if bar:
+                bar.close()
         check_finite(result)
         return result
 

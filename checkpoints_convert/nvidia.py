@@ -1,0 +1,142 @@
+"""NVIDIA `stylegan2-ada-pytorch` network pickles, read as plain data without running their code.
+
+A snapshot (`network-snapshot-*.pkl`) is a plain pickle of a dict whose networks (`G`, `D`,
+`G_ema`) are `torch_utils.persistence` objects: every module is pickled as
+`_reconstruct_persistent_obj(meta)`, `meta` holding its class name, the source text of the
+module that defined it (which NVIDIA's loader `exec`s) and its state (`_parameters`,
+`_buffers`, `_modules`, `_init_kwargs` and plain attributes). Here each becomes a `Persistent`
+record and nothing is imported or run: tensors come through `torch.storage._load_from_bytes`
+(a legacy `torch.save` of one storage, read by `torch_format`) and the usual rebuild
+functions; `dnnlib.util.EasyDict`, `builtins.set`, `numpy.dtype` and
+`numpy.core.multiarray.scalar` (also numpy 2's `numpy._core`) are data. Any other global is
+refused, as in every checkpoint this package reads.
+"""
+
+import io
+import pickletools
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import torch_format
+from .torch_format import CheckpointError, _Frozen, _one_line, _Unpickler
+
+MARKERS = ("torch_utils.persistence", "dnnlib.util")  # modules only network pickles name
+
+
+@dataclass(eq=False)
+class Persistent:
+    """One persistent object: its class name and the whole `meta` it was pickled with (kept
+    as it is, so that an export can write it back)."""
+
+    meta: dict
+
+    @property
+    def class_name(self):
+        return self.meta.get("class_name")
+
+    @property
+    def state(self):
+        return self.meta.get("state") or {}
+
+    @property
+    def init_kwargs(self):
+        return dict(self.state.get("_init_kwargs") or {})
+
+    def modules(self):
+        return dict(self.state.get("_modules") or {})
+
+    def state_dict(self, prefix=""):
+        """{dotted name: array} of parameters and buffers, as torch's `state_dict()` names them
+        (buffers that are None are left out, as torch leaves them out)."""
+        out = {}
+        for group in ("_parameters", "_buffers"):
+            for name, value in (self.state.get(group) or {}).items():
+                if value is not None:
+                    out[prefix + name] = value
+        for name, module in self.modules().items():
+            if isinstance(module, Persistent):
+                out.update(module.state_dict(f"{prefix}{name}."))
+            elif module is not None:
+                raise CheckpointError(f"submodule {prefix}{name} is a {type(module).__name__}, not a persistent object")
+        return out
+
+
+class EasyDict(dict):
+    """`dnnlib.util.EasyDict` as plain data."""
+
+    def __setstate__(self, state):
+        self.update(state)
+
+
+def _persistent(meta):
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
+        raise CheckpointError("malformed persistent object (not a class record)")
+    return Persistent(meta)
+
+
+def _load_from_bytes(data):
+    if not isinstance(data, (bytes, bytearray)):
+        raise CheckpointError("malformed storage (not bytes)")
+    return torch_format._load_legacy(io.BytesIO(bytes(data)))
+
+
+def _scalar(dtype, data):
+    if not isinstance(dtype, np.dtype) or dtype.kind == "O" or not isinstance(data, bytes):
+        raise CheckpointError("malformed numpy scalar")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+_GLOBALS = {
+    "torch_utils.persistence._reconstruct_persistent_obj": _Frozen(_persistent),
+    "dnnlib.util.EasyDict": EasyDict,
+    "builtins.set": set,
+    "torch.storage._load_from_bytes": _Frozen(_load_from_bytes),
+    "numpy.core.multiarray.scalar": _Frozen(_scalar),
+    "numpy._core.multiarray.scalar": _Frozen(_scalar),
+    "numpy.dtype": np.dtype,
+}
+
+
+class _NetworkUnpickler(_Unpickler):
+    def __init__(self, file):
+        super().__init__(file, None)
+
+    def find_class(self, module, name):
+        return _GLOBALS.get(f"{module}.{name}") or super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise CheckpointError(f"unexpected persistent id {pid!r:.80} in a network pickle")
+
+
+def is_network_pickle(path):
+    """Whether the first global a pickle names is one only network pickles name (read from the
+    opcodes, nothing is loaded)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) != b"\x80":
+                return False
+            f.seek(0)
+            for op, arg, _ in pickletools.genops(f):
+                if op.name == "GLOBAL":
+                    return str(arg).split(" ")[0] in MARKERS
+                if op.name in ("STACK_GLOBAL", "STOP"):
+                    return False
+    except Exception:  # not a pickle at all: the other readers say what it is
+        return False
+    return False
+
+
+def load(path):
+    """The snapshot dict of a network pickle, networks as `Persistent` records."""
+    try:
+        with open(path, "rb") as f:
+            obj = _NetworkUnpickler(f).load()
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except Exception as e:  # any other failure of the unpickler on untrusted bytes
+        raise CheckpointError(f"{path}: corrupt network pickle ({type(e).__name__}: {_one_line(e)})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: a network pickle holds a dict, this one a {type(obj).__name__}")
+    return obj
+
