@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import torch_format
+from . import nvidia, torch_format
 from .rules import RANKS, MissingKey, forward, inverse
 from .torch_format import CheckpointError
 
@@ -35,9 +35,12 @@ class Converted:
 
 
 def read(path):
-    """A checkpoint's contents: torch zip/legacy files through the restricted unpickler, or `.npz`."""
+    """A checkpoint's contents: torch zip/legacy files through the restricted unpickler, NVIDIA
+    network pickles through theirs (networks as `nvidia.Persistent` records), or `.npz`."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
+    if nvidia.is_network_pickle(path):
+        return nvidia.load(path)
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
@@ -68,9 +71,13 @@ def unwrap(obj):
     return sd, wrapper, prefix
 
 
-def convert(obj, layouts, *, arch="auto", config=None):
+def convert(obj, layouts, *, arch="auto", config=None, network="G_ema"):
     """A `Converted` from a loaded checkpoint object (see `read`); `layouts`: architecture
-    name -> layout module, the candidates for detection."""
+    name -> layout module, the candidates for detection. From a network pickle, its
+    `network` ('G_ema' or 'G')."""
+    found_config = {}
+    if isinstance(obj, dict) and any(isinstance(v, nvidia.Persistent) for v in obj.values()):
+        obj, found_config = nvidia.generator(obj, network)
     sd, wrapper, prefix = unwrap(obj)
     keys = list(sd)
     stripped = [k[len(prefix):] for k in keys]
@@ -121,7 +128,7 @@ def convert(obj, layouts, *, arch="auto", config=None):
         else:
             flat[path] = forward(transform, array)
     source = {"layout": layout, "wrapper": wrapper or "", "keys": keys, "extra": extra}
-    return Converted(arch, flat, {**mod.default_config(arrays), **(config or {})}, source)
+    return Converted(arch, flat, {**mod.default_config(arrays), **found_config, **(config or {})}, source)
 
 
 def export(layout, flat, source):

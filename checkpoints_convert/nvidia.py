@@ -140,3 +140,31 @@ def load(path):
         raise CheckpointError(f"{path}: a network pickle holds a dict, this one a {type(obj).__name__}")
     return obj
 
+
+
+def generator(snapshot, which="G_ema"):
+    """(state dict with NVIDIA's names, settings a state dict cannot hold) of a snapshot's
+    generator; architectures other than StyleGAN2-ADA's 'skip' generator are refused by name."""
+    if which not in ("G_ema", "G"):
+        raise CheckpointError(f"the generator is 'G_ema' or 'G', not {which!r}")
+    g = snapshot.get(which)
+    if not isinstance(g, Persistent):
+        raise CheckpointError(f"the network pickle has no {which} network")
+    if g.class_name != "Generator":
+        raise CheckpointError(f"{which} is a {g.class_name}, not a StyleGAN2-ADA Generator")
+    kwargs = g.init_kwargs
+    synthesis, mapping = dict(kwargs.get("synthesis_kwargs") or {}), dict(kwargs.get("mapping_kwargs") or {})
+    modules = g.modules()
+    if "synthesis" not in modules or "mapping" not in modules:
+        raise CheckpointError(f"{which} has no mapping and synthesis networks (not a StyleGAN2-ADA generator)")
+    if any(name.startswith("L") for name in modules["synthesis"].modules()):
+        raise CheckpointError(f"{which} is a StyleGAN3 generator (synthesis.L* layers); only StyleGAN2-ADA's is supported")
+    architecture = synthesis.get("architecture", "skip")
+    if architecture != "skip":
+        raise CheckpointError(f"{which} is a StyleGAN2-ADA '{architecture}' generator; only 'skip' (the default) is "
+                              f"supported")
+    if kwargs.get("img_channels", 3) != 3:
+        raise CheckpointError(f"{which} makes {kwargs.get('img_channels')}-channel images; only RGB is supported")
+    config = {"lr_mlp": float(mapping.get("lr_multiplier", 0.01)), "conv_clamp": synthesis.get("conv_clamp"),
+              "network": which}
+    return g.state_dict(), config

@@ -20,10 +20,18 @@ TRANSFORMS = {
     "mconv": (lambda a: a[0].transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)[None]),  # 1OIHW <-> HWIO
     "conv_t": (lambda a: a.transpose(2, 3, 0, 1), lambda a: a.transpose(2, 3, 0, 1)),  # IOHW <-> HWIO
     "nchw": (lambda a: a.transpose(0, 2, 3, 1), lambda a: a.transpose(0, 3, 1, 2)),  # NCHW <-> NHWC
+    "chw": (lambda a: a.transpose(1, 2, 0)[None], lambda a: a[0].transpose(2, 0, 1)),  # CHW <-> 1HWC
+    "hw": (lambda a: a[None, :, :, None], lambda a: a[0, :, :, 0]),  # HW <-> 1HW1
+    "scalar": (lambda a: a.reshape(1), lambda a: a.reshape(())),  # () <-> (1,)
+    "rgb_bias": (lambda a: a.reshape(1, 1, 1, -1), lambda a: a.reshape(-1)),  # (3,) <-> (1, 1, 1, 3)
+    # NVIDIA's normalised FIR filter <-> the filter with the upsampling gain 4 folded in
+    # (exact: a power of two)
+    "fir_up2": (lambda a: a * 4, lambda a: a / 4),
 }
 
 # the rank each layout transform takes ("same": any), checked before a tensor's shape is read
-RANKS = {"linear": 2, "conv": 4, "mconv": 5, "conv_t": 4, "nchw": 4}
+RANKS = {"linear": 2, "conv": 4, "mconv": 5, "conv_t": 4, "nchw": 4, "chw": 3, "hw": 2, "scalar": 0, "rgb_bias": 1,
+         "fir_up2": 2}
 
 class MissingKey(CheckpointError):
     """A key a layout's `spec` needs and the state dict lacks, by its canonical name; `convert`
@@ -63,11 +71,11 @@ class Rules:
 
 
 def forward(transform, array):
-    return np.ascontiguousarray(TRANSFORMS[transform][0](np.asarray(array)))
+    return np.asarray(TRANSFORMS[transform][0](np.asarray(array)), order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def inverse(transform, array):
-    return np.ascontiguousarray(TRANSFORMS[transform][1](np.asarray(array)))
+    return np.asarray(TRANSFORMS[transform][1](np.asarray(array)), order="C")
 
 
 def numbered(sd, pattern):

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from checkpoints_convert import dcgan as dcgan_layout
 from checkpoints_convert import proggan as proggan_layout
 from checkpoints_convert import stylegan2 as stylegan2_layout
+from checkpoints_convert import stylegan2_ada as stylegan2_ada_layout
 
 from .models import dcgan, proggan, stylegan2
 
@@ -40,6 +41,11 @@ def _stylegan2_official(batch):
 ARCHS = {a.name: a for a in (
     Arch("stylegan2", stylegan2.build, stylegan2_layout, target_end="activate",
          options=("noise", "noise_batch", "truncation"), official=_stylegan2_official,
+         frozen=("noises.", "latents.", ".blur.", "up_rgb"), config={"lr_mlp": float}),
+    # NVIDIA's StyleGAN2-ADA network pickles, in the same sequential form; its noise is the
+    # stored `noise_const` (NVIDIA's 'const' mode), fp16 blocks run in float32
+    Arch("stylegan2-ada", stylegan2.build, stylegan2_ada_layout, target_end="activate",
+         options=("noise", "noise_batch", "truncation", "truncation_cutoff"), official=lambda batch: {"noise": "fixed"},
          frozen=("noises.", "latents.", ".blur.", "up_rgb"), config={"lr_mlp": float}),
     Arch("proggan", proggan.build, proggan_layout),
     Arch("dcgan", dcgan.build, dcgan_layout, frozen=(".bn.mean", ".bn.var"),

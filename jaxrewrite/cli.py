@@ -30,7 +30,8 @@ def _load(path, args=None):
             config = json.loads(args.config)
         except json.JSONDecodeError as e:
             raise ValueError(f"--config is not JSON ({e.msg} at column {e.colno})") from None
-    return modelfile.load(path, arch=getattr(args, "arch", "auto") if args is not None else "auto", config=config)
+    return modelfile.load(path, arch=getattr(args, "arch", "auto") if args is not None else "auto", config=config,
+                          network=getattr(args, "network", None) or "G_ema")
 
 
 def check_outputs(**paths):
@@ -73,7 +74,8 @@ def cmd_export(args):
 def cmd_layers(args):
     model = _load(args.model)
     gen = _generator(model, args)
-    bag = gen.inputs(np.zeros((1, gen.z_dim), np.float32), **_noise_inputs(args, [0]))
+    bag = gen.inputs(np.zeros((1, gen.z_dim), np.float32),
+                     **{**_noise_inputs(args, [0]), **({"labels": 0.0} if "embed" in model.params else {})})
     firsts = {first: block for block, (first, _) in rewritable(gen).items()}
     for layer in gen.layers:
         bag = jax.eval_shape(lambda p, b, layer=layer: layer.apply(p, b), model.params, bag)
@@ -108,7 +110,7 @@ def cmd_sample(args):
     shown = progress.progress(starts, len(starts), f"sampling {len(chosen)} images") if args.progress and len(chosen) > 256 else starts
     for start in shown:
         part = slice(start, start + args.batch_size)
-        out.append(np.asarray(run(params, zs[part], **_noise_inputs(args, chosen[part]))))
+        out.append(np.asarray(run(params, zs[part], **_noise_inputs(args, chosen[part], model))))
     images.save(args.out, np.concatenate(out), labels=[str(n) for n in chosen] if args.label else None)
     print(f"{len(chosen)} images (seed {args.seed}) -> {args.out}")
 
@@ -311,12 +313,19 @@ def cmd_zoo(args):
 
 
 def _generator(model, args):
-    """The generator with the command's options that its architecture takes (`Arch.options`)."""
-    return model.generator(**{k: getattr(args, k) for k in model.spec.options})
+    """The generator with the command's options that its architecture takes (`Arch.options`);
+    options not given are the architecture's official ones."""
+    given = {k: getattr(args, k) for k in model.spec.options if getattr(args, k, None) is not None}
+    return model.generator(**{**model.official_options(args.noise_batch), **given})
 
 
-def _noise_inputs(args, numbers):
+def _noise_inputs(args, numbers, model=None):
     extra = {"image_numbers": np.asarray(numbers)}
+    classes = "embed" in model.params and model.params["embed"]["kernel"].shape[0] if model is not None else 0
+    if classes:
+        if getattr(args, "label_class", None) is None or not 0 <= args.label_class < classes:
+            raise ValueError(f"this model is conditional on {classes} classes: give --class 0..{classes - 1}")
+        extra["labels"] = np.eye(classes, dtype=np.float32)[args.label_class]
     if args.noise == "random":
         extra["noise_key"] = jax.random.PRNGKey(args.noise_seed)
     return extra
@@ -345,14 +354,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _noise_options(p):
-    p.add_argument("--noise", default="official", choices=["official", "fixed", "zero", "random"],
-                   help="StyleGAN2 noise: 'official' = the official code's RandomState(0) draw, "
-                        "'fixed' = the checkpoint's noise buffers, 'zero', 'random' (--noise-seed)")
+    p.add_argument("--noise", choices=["official", "fixed", "zero", "random"],
+                   help="StyleGAN2 noise: 'official' = the official code's RandomState(0) draw (the default for "
+                        "StyleGAN2), 'fixed' = the checkpoint's noise buffers (the default for StyleGAN2-ADA: "
+                        "NVIDIA's 'const'), 'zero', 'random' (--noise-seed)")
     p.add_argument("--noise-batch", type=count, default=1,
                    help="official noise: emulate the official code running batches of this size "
                         "(image n gets noise row n %% B; 1 = one image per call, as the rewriter)")
     p.add_argument("--noise-seed", type=int, default=0, help="random noise: the PRNG seed of every image's noise")
     p.add_argument("--truncation", type=float, default=1.0, help="StyleGAN2 truncation towards latent_avg")
+    p.add_argument("--truncation-cutoff", type=count, help="StyleGAN2-ADA: truncate the first N ws only")
 
 
 def _command(sub, name, summary, *examples, more=""):
@@ -403,6 +414,8 @@ def parser():
                    help="insist on one architecture; 'auto' detects it from the key names")
     p.add_argument("--config", help='JSON of settings a state dict cannot tell, e.g. \'{"lr_mlp": 0.01}\' '
                                     'or \'{"strides": [1,2,2,2,2], "paddings": [0,1,1,1,1]}\'')
+    p.add_argument("--network", default="G_ema", choices=["G_ema", "G"],
+                   help="NVIDIA network pickles: which generator to take")
     p.set_defaults(run=cmd_convert)
 
     p = _command(sub, "export", "model -> PyTorch state dict in the layout it came from (.pt/.pth or .npz)",
@@ -526,6 +539,7 @@ def parser():
     p.add_argument("--n", type=count, default=16, help="render image numbers 0..N-1")
     p.add_argument("--numbers", type=numbers, help="render these image numbers instead, e.g. 200-212,300")
     p.add_argument("--label", action="store_true", help="write each image's number on the grid")
+    p.add_argument("--class", dest="label_class", type=int, help="conditional models: the class of every image")
     _seed_option(p, DEFAULTS.seed, "the image numbers (official default 1)")
     p.add_argument("--out", required=True, help="grid.png/.jpg or images.npy (float32 NHWC, nominally in [-1, 1])")
     p.add_argument("--batch-size", type=count, default=32, help="images per compiled call")

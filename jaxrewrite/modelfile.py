@@ -74,9 +74,10 @@ def check_config(arch, config):
             raise ValueError(f"config entry {key!r} must be a {what}, got {value!r}")
 
 
-def convert(obj, *, arch="auto", config=None):
-    """A Model from a loaded checkpoint object (`checkpoints_convert.read`)."""
-    converted = checkpoints_convert.convert(obj, archs.LAYOUTS, arch=arch)
+def convert(obj, *, arch="auto", config=None, network="G_ema"):
+    """A Model from a loaded checkpoint object (`checkpoints_convert.read`); from an NVIDIA
+    network pickle, its `network` ('G_ema' or 'G')."""
+    converted = checkpoints_convert.convert(obj, archs.LAYOUTS, arch=arch, network=network)
     check_config(converted.arch, config or {})
     return Model(converted.arch, unflatten(converted.params), {**converted.config, **(config or {})},
                  converted.source)
@@ -116,14 +117,14 @@ def save(model, path, now=False):
     atomic_write(path, lambda f: f.write(data), now=now)
 
 
-def load(model, *, arch="auto", config=None):
-    """A Model from a zoo name (`towns64`), a model file or any checkpoint the converter reads;
-    `arch` and `config` apply to checkpoints."""
+def load(model, *, arch="auto", config=None, network="G_ema"):
+    """A Model from a zoo name (`towns64`), a model file or any checkpoint the converter reads
+    (NVIDIA network pickles included); `arch`, `config` and `network` apply to checkpoints."""
     path = zoo.resolve(os.fspath(model))
     if not os.path.isfile(path):
         raise checkpoints_convert.CheckpointError(f"{path}: no such file")
     if not is_model_file(path):
-        return convert(checkpoints_convert.read(path), arch=arch, config=config)
+        return convert(checkpoints_convert.read(path), arch=arch, config=config, network=network)
     try:
         with open(path, "rb") as f:
             state = serialization.msgpack_restore(f.read())

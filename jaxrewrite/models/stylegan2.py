@@ -52,6 +52,8 @@ def noise_for(bag, shape, mode, noise_batch, buffer, salt):
     if mode == "official":
         return jnp.asarray(official_noise_table(noise_batch, h, w))[bag["noise_row"]]
     if mode == "fixed":
+        if "noise_origin" in bag:  # a crop of the map (a rewrite's goal): the buffer's same crop
+            return jax.lax.dynamic_slice(buffer, (0, bag["noise_origin"][0], bag["noise_origin"][1], 0), (1, h, w, 1))
         if buffer.shape[1:3] != (h, w):
             raise ValueError(f"fixed noise buffer is {buffer.shape[1:3]}, feature map is {(h, w)}")
         return buffer
@@ -72,7 +74,7 @@ def demodulation(kernel, style):
     return jax.lax.rsqrt(jnp.square(style) @ w2 + 1e-8)  # [n, out]
 
 
-def styled_conv(name, sub, lat, upsample, mode, noise_batch):
+def styled_conv(name, sub, lat, upsample, mode, noise_batch, clamp=None):
     """The named steps of one styled convolution; `lat` indexes its latent and its noise buffer."""
     base = f"{name}.{sub}"
 
@@ -108,7 +110,8 @@ def styled_conv(name, sub, lat, upsample, mode, noise_batch):
         return {**bag, "fmap": bag["fmap"] + get(params, f"{base}.noise")["strength"] * n}
 
     def activate(params, bag):
-        return {**bag, "fmap": ops.fused_leaky_relu(bag["fmap"], get(params, f"{base}.activate")["bias"])}
+        out = ops.fused_leaky_relu(bag["fmap"], get(params, f"{base}.activate")["bias"])
+        return {**bag, "fmap": out if clamp is None else jnp.clip(out, -clamp, clamp)}
 
     steps = [
         (f"{name}.lat{lat}", pick),
@@ -122,7 +125,7 @@ def styled_conv(name, sub, lat, upsample, mode, noise_batch):
     return [Layer(n, f) for n, f in steps]
 
 
-def to_rgb(name, lat, skip):
+def to_rgb(name, lat, skip, clamp=None):
     def pick(params, bag):
         return {**bag, "style": bag["latent"][:, lat]}
 
@@ -132,13 +135,17 @@ def to_rgb(name, lat, skip):
         kernel = p["conv"]["kernel"][0, 0]  # [in, 3]; 1x1 conv, no demodulation
         out = jnp.einsum("nhwi,ni,io->nhwo", bag["fmap"], y + b, kernel / math.sqrt(kernel.shape[0]))
         out = out + p["bias"]
+        out = out if clamp is None else jnp.clip(out, -clamp, clamp)
         return {**bag, "output": out + bag["output"] if skip else out}
 
     return [Layer(f"{name}.lat{lat}", pick), Layer(f"{name}.rgb", rgb)]
 
 
-def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.0):
-    """The sequential StyleGAN2 for these parameters.
+def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.0, truncation_cutoff=None):
+    """The sequential StyleGAN2 for these parameters (rosinality's and the official rewriting
+    code's, and NVIDIA's StyleGAN2-ADA: config `conv_clamp` clamps every activation and RGB
+    output as NVIDIA does, an `embed` parameter makes it conditional on `labels`, and
+    `truncation_cutoff` truncates the first ws only, as NVIDIA's mapping does).
 
     noise: 'official' reproduces the official code (row `noise_row` of RandomState(0) noise,
     fresh for every feature-map shape; `noise_batch` = the official batch size being
@@ -151,14 +158,21 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
         raise ValueError("noise='fixed' needs the checkpoint's noise buffers (noises.noise_j), and it has none")
     if int(noise_batch) < 1:
         raise ValueError(f"noise_batch must be >= 1, got {noise_batch}")
-    lr_mlp = float((config or {}).get("lr_mlp", 0.01))
+    config = config or {}
+    lr_mlp = float(config.get("lr_mlp", 0.01))
+    clamp = config.get("conv_clamp")
     n_mlp = len(params["style"])
     n_conv = sum(1 for k in params if k.startswith("layer"))
     n_latent = n_conv + 1
-    style_dim = params["style"]["1"]["kernel"].shape[0]
+    conditional = "embed" in params
+    z_dim = params["style"]["1"]["kernel"].shape[0] - (params["embed"]["kernel"].shape[1] if conditional else 0)
 
     def pixel_norm(params, bag):
-        return {**bag, "latent": ops.pixel_norm(bag["latent"])}
+        z = ops.pixel_norm(bag["latent"])
+        if conditional:  # the label's embedding, normalised, beside z
+            y, b = equal_linear(params["embed"], bag["label"])
+            z = jnp.concatenate([z, ops.pixel_norm(y + b)], axis=1)
+        return {**bag, "latent": z}
 
     def mapping(i):
         def apply(params, bag):
@@ -173,7 +187,9 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
             if "latent_avg" not in params.get("latents", {}):
                 raise ValueError("truncation needs latent_avg, which this checkpoint does not have")
             avg = params["latents"]["latent_avg"]
-            w = avg + truncation * (w - avg)
+            ws = jnp.repeat(w[:, None, :], n_latent, axis=1)
+            cut = n_latent if truncation_cutoff is None else int(truncation_cutoff)
+            return {**bag, "latent": ws.at[:, :cut].set(avg + truncation * (ws[:, :cut] - avg))}
         return {**bag, "latent": jnp.repeat(w[:, None, :], n_latent, axis=1)}
 
     def constant(params, bag):
@@ -190,17 +206,21 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
 
     layers = [Layer("style.0", pixel_norm)] + [mapping(i) for i in range(1, n_mlp + 1)]
     layers += [Layer("latents", latents), Layer("input", constant)]
-    layers += styled_conv("layer2", "conv", 0, False, noise, noise_batch)
-    layers += to_rgb("to_rgb1", 1, skip=False)
+    layers += styled_conv("layer2", "conv", 0, False, noise, noise_batch, clamp)
+    layers += to_rgb("to_rgb1", 1, skip=False, clamp=clamp)
     for j, n in enumerate(range(3, n_conv + 2, 2), start=1):
         layers.append(upsample_rgb(j))
-        layers += styled_conv(f"layer{n}", "sconv", n - 2, True, noise, noise_batch)
-        layers += styled_conv(f"layer{n + 1}", "sconv", n - 1, False, noise, noise_batch)
-        layers += to_rgb(f"to_rgb{j + 1}", n, skip=True)
+        layers += styled_conv(f"layer{n}", "sconv", n - 2, True, noise, noise_batch, clamp)
+        layers += styled_conv(f"layer{n + 1}", "sconv", n - 1, False, noise, noise_batch, clamp)
+        layers += to_rgb(f"to_rgb{j + 1}", n, skip=True, clamp=clamp)
 
-    def inputs(z, image_numbers=None, noise_key=None):
+    def inputs(z, image_numbers=None, noise_key=None, labels=None):
         z = jnp.asarray(z, jnp.float32)
         bag = {"latent": z}
+        if conditional:
+            if labels is None:
+                raise ValueError("this model is conditional: it needs class labels (sample --class K)")
+            bag["label"] = jnp.broadcast_to(jnp.asarray(labels, jnp.float32), (z.shape[0], params["embed"]["kernel"].shape[0]))
         if noise == "official":
             numbers = jnp.arange(z.shape[0]) if image_numbers is None else jnp.asarray(image_numbers)
             bag["noise_row"] = (numbers % noise_batch).astype(jnp.int32)
@@ -211,4 +231,4 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
             bag["noise_key"] = jax.vmap(jax.random.fold_in, (None, 0))(noise_key, numbers)
         return bag
 
-    return Generator("stylegan2", tuple(layers), style_dim, inputs, output_key="output")
+    return Generator("stylegan2", tuple(layers), z_dim, inputs, output_key="output")

@@ -55,13 +55,17 @@ def crop_boxes(key_shape, value_shape, box):
     return (kt, kl, kb, kr), (kt * vr, kl * hr, kb * vr, kr * hr)
 
 
-def crop_bag(bag, fmap, box):
+def crop_bag(bag, fmap, box, origin=None):
     """A copy of `bag` with `fmap` replaced, and the running RGB image (StyleGAN2) cut to
-    `box` as the official `merge_target_output` does."""
+    `box` as the official `merge_target_output` does. `origin`: where the target's output of
+    the cropped input starts in the full map (value pixels), so that stored noise buffers
+    ('fixed' noise) are cut to the same place."""
     out = {**bag, "fmap": fmap}
     if "output" in bag:
         t, l, b, r = box
         out["output"] = bag["output"][:, t:b, l:r]
+    if origin is not None:
+        out["noise_origin"] = np.asarray(origin, np.int32)
     return out
 
 
@@ -72,7 +76,7 @@ def copy_paste(ctx_bag, value_bag, obj_values, obj_mask_v, paste_mask_v):
     pasted, box = paste(np.asarray(value_bag["fmap"]), clip, clip_mask, paste_mask_v)
     keys = np.asarray(ctx_bag["fmap"])
     (kt, kl, kb, kr), (vt, vl, vb, vr) = crop_boxes(keys.shape[1:3], pasted.shape[1:3], box)
-    goal_in = crop_bag(ctx_bag, keys[:, kt:kb, kl:kr], (kt, kl, kb, kr))
+    goal_in = crop_bag(ctx_bag, keys[:, kt:kb, kl:kr], (kt, kl, kb, kr), origin=(vt, vl))
     goal_out = crop_bag(value_bag, pasted[:, vt:vb, vl:vr], (vt, vl, vb, vr))
     return goal_in, goal_out, pasted, box
 
