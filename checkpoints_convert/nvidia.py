@@ -168,3 +168,26 @@ def generator(snapshot, which="G_ema"):
     config = {"lr_mlp": float(mapping.get("lr_multiplier", 0.01)), "conv_clamp": synthesis.get("conv_clamp"),
               "network": which}
     return g.state_dict(), config
+
+
+def patched(data, network_before, network_after):
+    """The bytes of a network pickle with some tensors' values replaced, all else as it was
+    (structure, persistent-object metadata and module source, the other networks): each
+    changed tensor's stored bytes are found in the pickle, exactly once, and overwritten in
+    place (its storage keeps its length). `network_before` / `network_after`: {key: array}."""
+    out = bytearray(data)
+    for key, after in network_after.items():
+        before = np.asarray(network_before[key])
+        after = np.asarray(after, before.dtype)
+        if after.shape != before.shape:
+            raise CheckpointError(f"{key}: shape {after.shape} does not fit the pickle's {before.shape}")
+        if np.array_equal(before, after):
+            continue
+        old, new = np.ascontiguousarray(before, before.dtype.newbyteorder("<")).tobytes(), \
+            np.ascontiguousarray(after, before.dtype.newbyteorder("<")).tobytes()
+        at = data.find(old)
+        if at < 0 or data.find(old, at + 1) >= 0:
+            raise CheckpointError(f"{key}: cannot tell which stored tensor it is (its bytes occur "
+                                  f"{'never' if at < 0 else 'more than once'} in the pickle)")
+        out[at:at + len(old)] = new
+    return bytes(out)

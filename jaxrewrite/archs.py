@@ -45,7 +45,8 @@ ARCHS = {a.name: a for a in (
     # NVIDIA's StyleGAN2-ADA network pickles, in the same sequential form; its noise is the
     # stored `noise_const` (NVIDIA's 'const' mode), fp16 blocks run in float32
     Arch("stylegan2-ada", stylegan2.build, stylegan2_ada_layout, target_end="activate",
-         options=("noise", "noise_batch", "truncation", "truncation_cutoff"), official=lambda batch: {"noise": "fixed"},
+         options=("noise", "noise_batch", "truncation", "truncation_cutoff", "label"),
+         official=lambda batch: {"noise": "fixed"},
          frozen=("noises.", "latents.", ".blur.", "up_rgb"), config={"lr_mlp": float}),
     Arch("proggan", proggan.build, proggan_layout),
     Arch("dcgan", dcgan.build, dcgan_layout, frozen=(".bn.mean", ".bn.var"),

@@ -66,9 +66,10 @@ def cmd_convert(args):
 
 
 def cmd_export(args):
-    check_outputs(out=(args.out, modelfile.CHECKPOINT_SUFFIXES))
-    modelfile.export(_load(args.model), args.out)
-    print(f"{args.model} -> {args.out}")
+    check_outputs(out=(args.out, modelfile.CHECKPOINT_SUFFIXES + (modelfile.PICKLE_SUFFIX,)))
+    model = _load(args.model)
+    modelfile.export(model, args.out)
+    print(f"{args.model} -> {args.out}{_pickle_note(model, args.out)}")
 
 
 def cmd_layers(args):
@@ -110,7 +111,7 @@ def cmd_sample(args):
     shown = progress.progress(starts, len(starts), f"sampling {len(chosen)} images") if args.progress and len(chosen) > 256 else starts
     for start in shown:
         part = slice(start, start + args.batch_size)
-        out.append(np.asarray(run(params, zs[part], **_noise_inputs(args, chosen[part], model))))
+        out.append(np.asarray(run(params, zs[part], **_noise_inputs(args, chosen[part]))))
     images.save(args.out, np.concatenate(out), labels=[str(n) for n in chosen] if args.label else None)
     print(f"{len(chosen)} images (seed {args.seed}) -> {args.out}")
 
@@ -162,7 +163,7 @@ def cmd_edit(args):
     extra = {"drank": args.drank} if kind == "erase" else {"amount": args.amount} if kind == "zero" else {}
     options = EditOptions(kind=kind, rank=chosen["rank"], lr=chosen["lr"], method=args.method,
                           key_method=args.key_method, niter=args.niter, piter=args.piter,
-                          stats_samples=args.stats_samples, seed=args.seed, **extra)
+                          stats_samples=args.stats_samples, seed=args.seed, label=args.image_class, **extra)
     model = _load(args.model)
     result = pipeline.edit(model, chosen["layer"], request, options, cache_dir=args.cache, show_progress=args.progress)
     rw = result.rewriter
@@ -190,7 +191,14 @@ def cmd_edit(args):
         editfile.write_edit(request, args.save_edit, {"jaxrewrite": {k: chosen[k] for k in ("layer", "rank", "lr")}})
         print(f"request -> {args.save_edit}")
     modelfile.save(result.model, args.out)
-    print(f"edited model -> {args.out}")
+    print(f"edited model -> {args.out}{_pickle_note(result.model, args.out)}")
+
+
+def _pickle_note(model, out):
+    origin = model.source.get("pickle")
+    if not (origin and str(out).lower().endswith(modelfile.PICKLE_SUFFIX)):
+        return ""
+    return f" ({origin['network']} carries the model's weights; the pickle's other networks are as they were)"
 
 
 def _warn_if_worse(losses, option):
@@ -210,7 +218,9 @@ def cmd_finetune(args):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     request = editfile.read_edit(args.edit)
     model = _load(args.model)
-    gen = model.generator()
+    if args.image_class is not None and "label" not in model.spec.options:
+        raise ValueError(f"a {model.arch} generator takes no class (the model is not conditional)")
+    gen = model.generator(**({} if args.image_class is None else {"label": args.image_class}))
     start = time.time()
     z, target, box = rgb_goal(gen, model.params, request, args.seed)
     params, losses = finetune(gen, model.params, z, target, box, args.niter, args.lr, show_progress=args.progress)
@@ -315,17 +325,13 @@ def cmd_zoo(args):
 def _generator(model, args):
     """The generator with the command's options that its architecture takes (`Arch.options`);
     options not given are the architecture's official ones."""
-    given = {k: getattr(args, k) for k in model.spec.options if getattr(args, k, None) is not None}
+    values = {**vars(args), "label": getattr(args, "image_class", None)}  # --class is the generator's label
+    given = {k: values[k] for k in model.spec.options if values.get(k) is not None}
     return model.generator(**{**model.official_options(args.noise_batch), **given})
 
 
-def _noise_inputs(args, numbers, model=None):
+def _noise_inputs(args, numbers):
     extra = {"image_numbers": np.asarray(numbers)}
-    classes = "embed" in model.params and model.params["embed"]["kernel"].shape[0] if model is not None else 0
-    if classes:
-        if getattr(args, "label_class", None) is None or not 0 <= args.label_class < classes:
-            raise ValueError(f"this model is conditional on {classes} classes: give --class 0..{classes - 1}")
-        extra["labels"] = np.eye(classes, dtype=np.float32)[args.label_class]
     if args.noise == "random":
         extra["noise_key"] = jax.random.PRNGKey(args.noise_seed)
     return extra
@@ -364,6 +370,12 @@ def _noise_options(p):
     p.add_argument("--noise-seed", type=int, default=0, help="random noise: the PRNG seed of every image's noise")
     p.add_argument("--truncation", type=float, default=1.0, help="StyleGAN2 truncation towards latent_avg")
     p.add_argument("--truncation-cutoff", type=count, help="StyleGAN2-ADA: truncate the first N ws only")
+    _class_option(p)
+
+
+def _class_option(p):
+    p.add_argument("--class", dest="image_class", type=int,
+                   help="conditional StyleGAN2-ADA models: the class of every image")
 
 
 def _command(sub, name, summary, *examples, more=""):
@@ -418,10 +430,12 @@ def parser():
                    help="NVIDIA network pickles: which generator to take")
     p.set_defaults(run=cmd_convert)
 
-    p = _command(sub, "export", "model -> PyTorch state dict in the layout it came from (.pt/.pth or .npz)",
+    p = _command(sub, "export", "model -> PyTorch state dict in the layout it came from (.pt/.pth or .npz), or "
+                                "the NVIDIA network pickle it came from, edited (.pkl)",
                  "jaxrewrite export --model church_trees.msgpack --out church_trees.pt")
     _model_option(p)
-    p.add_argument("--out", required=True, help="checkpoint to write: .pt/.pth (torch zip) or .npz")
+    p.add_argument("--out", required=True, help="checkpoint to write: .pt/.pth (torch zip), .npz, or .pkl (models "
+                                                "from NVIDIA pickles)")
     p.set_defaults(run=cmd_export)
 
     p = _command(sub, "layers", "list the generator's named layers, their feature-map shapes and the rewritable ones",
@@ -479,6 +493,7 @@ def parser():
         p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics")
         p.add_argument("--artifacts", help="npz of c_matrix, context, weights, losses, goals, images")
         p.add_argument("--grid", help="before/after image grid of image numbers 0-7 (.png/.jpg)")
+        _class_option(p)
         if name == "erase":
             p.add_argument("--drank", type=count, default=DEFAULTS.drank, help="number of key units to erase")
         if name == "zero":
@@ -500,6 +515,7 @@ def parser():
     _seed_option(p, DEFAULTS.seed, "the image numbers")
     p.add_argument("--grid", help="before/after image grid of image numbers 0-7 (.png/.jpg)")
     p.add_argument("--plot", help="loss curve plot (.png)")
+    _class_option(p)
     p.set_defaults(run=cmd_finetune)
 
     p = _command(sub, "eval", "section 5.1 metrics of an edit on a world model (effect, collateral)",
@@ -539,7 +555,6 @@ def parser():
     p.add_argument("--n", type=count, default=16, help="render image numbers 0..N-1")
     p.add_argument("--numbers", type=numbers, help="render these image numbers instead, e.g. 200-212,300")
     p.add_argument("--label", action="store_true", help="write each image's number on the grid")
-    p.add_argument("--class", dest="label_class", type=int, help="conditional models: the class of every image")
     _seed_option(p, DEFAULTS.seed, "the image numbers (official default 1)")
     p.add_argument("--out", required=True, help="grid.png/.jpg or images.npy (float32 NHWC, nominally in [-1, 1])")
     p.add_argument("--batch-size", type=count, default=32, help="images per compiled call")

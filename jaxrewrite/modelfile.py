@@ -23,6 +23,7 @@ from .tree import flatten, unflatten
 FORMAT = "jaxrewrite-model"
 VERSION = 1
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".npz")  # `save` writes these in the original PyTorch layout
+PICKLE_SUFFIX = ".pkl"  # models converted from an NVIDIA network pickle: the pickle, edited
 
 
 class ModelFileError(ValueError):
@@ -101,15 +102,33 @@ def write_checkpoint(obj, path, *, legacy=False):
 
 
 def export(model, path):
-    """`model` in its original PyTorch layout (`.npz` or a torch file) at `path`."""
-    write_checkpoint(to_checkpoint(model), path)
+    """`model` in its original PyTorch layout at `path`: `.npz` or a torch file; `.pkl` for a
+    model converted from an NVIDIA network pickle: that pickle with the edited tensors' values
+    in place (everything else as it was, so NVIDIA's tools load it; of its generators, the
+    one that was converted carries the edit)."""
+    if not os.fspath(path).lower().endswith(PICKLE_SUFFIX):
+        return write_checkpoint(to_checkpoint(model), path)
+    origin = model.source.get("pickle")
+    if not origin:
+        raise ValueError(f"{path}: only a model converted from an NVIDIA network pickle exports to .pkl")
+    try:
+        with open(origin["path"], "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise OSError(f"{path}: the export rewrites the original pickle {origin['path']}, which cannot be read "
+                      f"({e.strerror or e})") from None
+    if hashlib.sha256(data).hexdigest() != origin["sha256"]:
+        raise ValueError(f"{path}: {origin['path']} is not the pickle this model came from (sha256 differs)")
+    before, _ = checkpoints_convert.nvidia.generator(checkpoints_convert.nvidia.load(origin["path"]), origin["network"])
+    out = checkpoints_convert.nvidia.patched(data, before, to_checkpoint(model))
+    atomic_write(path, lambda f: f.write(out))
 
 
 def save(model, path, now=False):
     """`model` at `path`: in its original PyTorch layout where the name ends in .pt, .pth or
     .npz (the official code loads it), else as a model file. Atomic (`now`: moved into place
     at once, even inside `atomic.together()`, for caches)."""
-    if os.fspath(path).lower().endswith(CHECKPOINT_SUFFIXES):
+    if os.fspath(path).lower().endswith(CHECKPOINT_SUFFIXES + (PICKLE_SUFFIX,)):
         return export(model, path)
     state = {"format": FORMAT, "version": VERSION, "arch": model.arch, "config": model.config,
              "params": _to_numpy(model.params), "source": model.source}
@@ -124,7 +143,12 @@ def load(model, *, arch="auto", config=None, network="G_ema"):
     if not os.path.isfile(path):
         raise checkpoints_convert.CheckpointError(f"{path}: no such file")
     if not is_model_file(path):
-        return convert(checkpoints_convert.read(path), arch=arch, config=config, network=network)
+        model = convert(checkpoints_convert.read(path), arch=arch, config=config, network=network)
+        if checkpoints_convert.nvidia.is_network_pickle(path):  # what a .pkl export rewrites
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            model.source["pickle"] = {"path": os.path.abspath(path), "sha256": digest, "network": network}
+        return model
     try:
         with open(path, "rb") as f:
             state = serialization.msgpack_restore(f.read())

@@ -396,7 +396,7 @@ def test_fuzz_checkpoint_reader(checkpoints, which, edits):
     path.write_bytes(_mutate(originals[which], edits))
     try:
         modelfile.load(path)
-    except CheckpointError as e:
+    except (CheckpointError, modelfile.ModelFileError) as e:  # a mutated first byte can make it look like a model file
         assert "\n" not in str(e).strip()
 
 

@@ -104,7 +104,7 @@ def test_cli_converts_samples_rewrites_and_exports(golden, tmp_path, capsys):
     assert list(sd) == list(state.files)
     assert [k for k in state.files if not np.array_equal(sd[k], state[k])] == ["synthesis.b8.conv1.weight"]
     assert run("sample", "--model", golden / "nvidia" / "ada_paper_cond64.pkl", "--n", 2, "--out", tmp_path / "c.npy") == 2
-    assert "give --class 0..3" in capsys.readouterr().err
+    assert "give the class (--class 0..3)" in capsys.readouterr().err
     assert run("sample", "--model", golden / "nvidia" / "ada_paper_cond64.pkl", "--class", 2, "--n", 2,
                "--out", tmp_path / "c.npy") == 0
 
@@ -172,3 +172,66 @@ def test_other_generators_are_refused_by_name(golden):
     with pytest.raises(CheckpointError, match="the generator is 'G_ema' or 'G'"):
         jr.convert(cc.read(str(golden / "nvidia" / "ada_auto32.pkl")), network="D")
     assert flatten(jr.convert(cc.read(str(golden / "nvidia" / "ada_auto32.pkl"))).params)
+
+
+def _globals(data):
+    import pickletools
+
+    return {str(arg) for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"}
+
+
+def test_pkl_export_is_the_pickle_with_the_edit_in_place(golden, tmp_path, capsys):
+    """.pkl -> model -> .pkl is the same file; after a rewrite, the exported pickle differs only
+    in the rewritten tensor's bytes (same globals, metadata, module source, G and D), and it
+    reads back to the edited model."""
+    original = golden / "nvidia" / "ada_auto32.pkl"
+    assert run("convert", original, "--out", tmp_path / "m.msgpack") == 0
+    assert run("export", "--model", tmp_path / "m.msgpack", "--out", tmp_path / "same.pkl") == 0
+    assert (tmp_path / "same.pkl").read_bytes() == original.read_bytes()
+    mask = tmp_path / "m.png"
+    from PIL import Image
+
+    Image.fromarray(np.pad(np.full((12, 12), 255, np.uint8), ((8, 12), (8, 12)))).save(mask)
+    assert run("--quiet", "edit", "--model", tmp_path / "m.msgpack", "--layer", "layer6", "--object", f"1:{mask}",
+               "--paste", f"2:{mask}", "--stats-samples", 20, "--niter", 10, "--cache", tmp_path / "c",
+               "--out", tmp_path / "edited.msgpack") == 0
+    assert run("export", "--model", tmp_path / "edited.msgpack", "--out", tmp_path / "edited.pkl") == 0
+    assert "G_ema carries the model's weights" in capsys.readouterr().out
+    before, after = original.read_bytes(), (tmp_path / "edited.pkl").read_bytes()
+    assert len(before) == len(after) and before != after and _globals(before) == _globals(after)
+    a, b = nvidia.load(original), nvidia.load(tmp_path / "edited.pkl")
+    for net in ("G", "D"):
+        sa, sb = a[net].state_dict(), b[net].state_dict()
+        assert all(np.array_equal(sa[k], sb[k]) for k in sa), net
+    sa, sb = a["G_ema"].state_dict(), b["G_ema"].state_dict()
+    assert [k for k in sa if not np.array_equal(sa[k], sb[k])] == ["synthesis.b16.conv1.weight"]
+    assert b["G_ema"].meta["module_src"] == a["G_ema"].meta["module_src"]
+    assert b["G_ema"].init_kwargs == a["G_ema"].init_kwargs
+    reread, edited = (flatten(jr.load(tmp_path / n).params) for n in ("edited.pkl", "edited.msgpack"))
+    assert all(np.array_equal(reread[k], edited[k]) for k in edited)
+    assert run("export", "--model", "towns64", "--out", tmp_path / "t.pkl") == 2
+    assert "only a model converted from an NVIDIA network pickle" in capsys.readouterr().err
+
+
+def test_conditional_models_edit_with_a_class(golden, tmp_path, capsys):
+    """One class for the edit's examples and its statistics; without one, a clear line; a
+    class for a model that has none is refused."""
+    from PIL import Image
+
+    path = golden / "nvidia" / "ada_paper_cond64.pkl"
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.pad(np.full((24, 24), 255, np.uint8), 20)).save(mask)
+    common = ["--layer", "layer6", "--object", f"1:{mask}", "--paste", f"2:{mask}", "--stats-samples", 20, "--niter",
+              10, "--cache", tmp_path / "c"]
+    assert run("--quiet", "edit", "--model", path, *common, "--class", 2, "--out", tmp_path / "e.msgpack") == 0
+    edited, original = jr.load(tmp_path / "e.msgpack"), jr.load(path)
+    changed = [k for k, v in flatten(original.params).items() if not np.array_equal(v, flatten(edited.params)[k])]
+    assert changed == ["layer6.sconv.mconv.dconv.kernel"]
+    capsys.readouterr()
+    assert run("--quiet", "edit", "--model", path, *common, "--out", tmp_path / "x.msgpack") == 2
+    assert "conditional on 4 classes: give the class (--class 0..3)" in capsys.readouterr().err
+    assert run("--quiet", "edit", "--model", path, *common, "--class", 7, "--out", tmp_path / "x.msgpack") == 2
+    assert "class 7 is not one of this model's 0..3" in capsys.readouterr().err
+    assert run("--quiet", "edit", "--model", golden / "nvidia" / "ada_auto32.pkl", *common, "--class", 1,
+               "--out", tmp_path / "x.msgpack") == 2
+    assert "not conditional" in capsys.readouterr().err and not (tmp_path / "x.msgpack").exists()

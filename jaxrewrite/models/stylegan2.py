@@ -141,11 +141,13 @@ def to_rgb(name, lat, skip, clamp=None):
     return [Layer(f"{name}.lat{lat}", pick), Layer(f"{name}.rgb", rgb)]
 
 
-def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.0, truncation_cutoff=None):
+def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.0, truncation_cutoff=None,
+          label=None):
     """The sequential StyleGAN2 for these parameters (rosinality's and the official rewriting
     code's, and NVIDIA's StyleGAN2-ADA: config `conv_clamp` clamps every activation and RGB
     output as NVIDIA does, an `embed` parameter makes it conditional on `labels`, and
-    `truncation_cutoff` truncates the first ws only, as NVIDIA's mapping does).
+    `truncation_cutoff` truncates the first ws only, as NVIDIA's mapping does; `label`: the
+    class of every image a conditional model draws where `inputs` is given no `labels`).
 
     noise: 'official' reproduces the official code (row `noise_row` of RandomState(0) noise,
     fresh for every feature-map shape; `noise_batch` = the official batch size being
@@ -165,6 +167,8 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
     n_conv = sum(1 for k in params if k.startswith("layer"))
     n_latent = n_conv + 1
     conditional = "embed" in params
+    if label is not None and not conditional:
+        raise ValueError("this model is not conditional: a class does not apply")
     z_dim = params["style"]["1"]["kernel"].shape[0] - (params["embed"]["kernel"].shape[1] if conditional else 0)
 
     def pixel_norm(params, bag):
@@ -218,9 +222,13 @@ def build(params, config=None, *, noise="official", noise_batch=1, truncation=1.
         z = jnp.asarray(z, jnp.float32)
         bag = {"latent": z}
         if conditional:
-            if labels is None:
-                raise ValueError("this model is conditional: it needs class labels (sample --class K)")
-            bag["label"] = jnp.broadcast_to(jnp.asarray(labels, jnp.float32), (z.shape[0], params["embed"]["kernel"].shape[0]))
+            classes = params["embed"]["kernel"].shape[0]
+            if labels is None and label is None:
+                raise ValueError(f"this model is conditional on {classes} classes: give the class (--class 0..{classes - 1})")
+            if labels is None and not 0 <= int(label) < classes:
+                raise ValueError(f"class {label} is not one of this model's 0..{classes - 1}")
+            labels = jnp.eye(classes)[int(label)] if labels is None else labels
+            bag["label"] = jnp.broadcast_to(jnp.asarray(labels, jnp.float32), (z.shape[0], classes))
         if noise == "official":
             numbers = jnp.arange(z.shape[0]) if image_numbers is None else jnp.asarray(image_numbers)
             bag["noise_row"] = (numbers % noise_batch).astype(jnp.int32)

@@ -39,6 +39,7 @@ class EditOptions:
     amount: float = 0.0  # zero: W <- W - P(W) + amount * P(1)
     stats_samples: int = 1000  # images of the key statistics
     seed: int = 1  # z data set of the image numbers and the statistics
+    label: int | None = None  # conditional models: the class of every image (edit examples and statistics)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -90,13 +91,15 @@ def edit(model, layer, request, options=EditOptions(), *, c_matrix=None, rewrite
         raise ValueError("give c_matrix or a rewriter (which has its statistics), not both")
     if rewriter is None:
         rewriter = Rewriter(model, layer, stats_samples=options.stats_samples, seed=options.seed,
-                            cache_dir=cache_dir, show_progress=show_progress, precomputed_c=c_matrix)
+                            cache_dir=cache_dir, show_progress=show_progress, precomputed_c=c_matrix,
+                            options={} if options.label is None else {"label": options.label})
     elif rewriter.model is not model:
         raise ValueError("the rewriter is set up for another model")
     elif target_span(rewriter.gen, layer, model.params) != (rewriter.first, rewriter.last):
         raise ValueError(f"the rewriter is set up for {rewriter.layer!r}, not {layer!r}")
-    elif (rewriter.stats_samples, rewriter.seed) != (options.stats_samples, options.seed):
-        raise ValueError("the rewriter's statistics were computed with other stats_samples / seed")
+    elif (rewriter.stats_samples, rewriter.seed, rewriter.options.get("label")) != (
+            options.stats_samples, options.seed, options.label):
+        raise ValueError("the rewriter's statistics were computed with other stats_samples / seed / label")
     if options.kind != "zero":  # before any work
         rewriter.check_method(options.method)
     rewriter.check(request, options.kind, options.rank, options.drank, options.key_method)

@@ -91,17 +91,22 @@ class Rewriter:
     cache_dir: str | None = None
     show_progress: bool = False
     precomputed_c: np.ndarray | None = None  # C = E[k kᵀ] given by the caller; else computed on first use
+    options: dict = field(default_factory=dict)  # further generator options (a conditional model's `label`)
     gen: object = field(init=False)
 
     def __post_init__(self):
-        self.gen = self.model.generator(**self.model.official_options(1))
+        unknown = set(self.options) - set(self.model.spec.options)
+        if unknown:
+            what = "a class (the model is not conditional)" if unknown == {"label"} else ", ".join(sorted(unknown))
+            raise ValueError(f"a {self.model.arch} generator takes no {what}")
+        self.gen = self.model.generator(**self.model.official_options(1), **self.options)
         self.first, self.last = target_span(self.gen, self.layer, self.model.params)
         self.weight_path = f"{self.first}.kernel"
         try:
             w0 = get(self.model.params, self.weight_path)
         except KeyError:
             raise ValueError(f"layer {self.first!r} has no kernel to rewrite") from None
-        self.stats_options = self.model.official_options(self.stats_batch)
+        self.stats_options = {**self.model.official_options(self.stats_batch), **self.options}
         self.channels = w0.shape[-2]
         if self.precomputed_c is not None and np.shape(self.precomputed_c) != (self.channels,) * 2:
             raise ValueError(f"c_matrix is {np.shape(self.precomputed_c)}, the layer's keys have {self.channels} channels")
