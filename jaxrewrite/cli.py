@@ -165,6 +165,7 @@ def cmd_edit(args):
                           key_method=args.key_method, niter=args.niter, piter=args.piter,
                           stats_samples=args.stats_samples, seed=args.seed, label=args.image_class, **extra)
     model = _load(args.model)
+    _check_pickle_out(model, args.out)
     result = pipeline.edit(model, chosen["layer"], request, options, cache_dir=args.cache, show_progress=args.progress)
     rw = result.rewriter
     print(f"rewriting {rw.weight_path} ({rw.first} .. {rw.last}); keys {rw.k_hw}, values {rw.v_hw}")
@@ -194,6 +195,12 @@ def cmd_edit(args):
     print(f"edited model -> {args.out}{_pickle_note(result.model, args.out)}")
 
 
+def _check_pickle_out(model, out):
+    """Before any work: a .pkl output needs a model that came from an NVIDIA network pickle."""
+    if str(out).lower().endswith(modelfile.PICKLE_SUFFIX) and not model.source.get("pickle"):
+        raise ValueError(f"--out {out}: only a model converted from an NVIDIA network pickle is written as .pkl")
+
+
 def _pickle_note(model, out):
     origin = model.source.get("pickle")
     if not (origin and str(out).lower().endswith(modelfile.PICKLE_SUFFIX)):
@@ -220,6 +227,7 @@ def cmd_finetune(args):
     model = _load(args.model)
     if args.image_class is not None and "label" not in model.spec.options:
         raise ValueError(f"a {model.arch} generator takes no class (the model is not conditional)")
+    _check_pickle_out(model, args.out)
     gen = model.generator(**({} if args.image_class is None else {"label": args.image_class}))
     start = time.time()
     z, target, box = rgb_goal(gen, model.params, request, args.seed)

@@ -104,7 +104,10 @@ CASES = [
     (["convert", "extra.pt", "--out", "m.msgpack"], "unknown key 'layer9.extra'"),
     (["convert", "p.pt"], "the following arguments are required: --out"),
     # export
-    (["export", "--model", "small.msgpack", "--out", "x.msgpack"], "must end in .pt, .pth, .npz"),
+    (["export", "--model", "small.msgpack", "--out", "x.msgpack"], "must end in .pt, .pth, .npz, .pkl"),
+    (["export", "--model", "small.msgpack", "--out", "x.pkl"], "only a model converted from an NVIDIA network pickle"),
+    (["edit", "--model", "small.msgpack", "--edit", "edit.json", "--layer", "layer5", "--out", "o.pkl"],
+     "--out o.pkl: only a model converted from an NVIDIA network pickle"),
     (["export", "--model", "nope.msgpack", "--out", "x.pt"], "no such file"),
     (["export", "--model", "small.msgpack", "--out", "nodir/x.pt"], "does not exist"),
     # sample and layers
