@@ -13,7 +13,9 @@ refused, as in every checkpoint this package reads.
 """
 
 import io
+import pickle
 import pickletools
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +83,35 @@ def _load_from_bytes(data):
     return torch_format._load_legacy(io.BytesIO(bytes(data)))
 
 
+class _DType:
+    """`numpy.dtype` as pickles spell a plain number type: `dtype(code, False, True)` then a
+    BUILD with its byte order. Only simple codes; numpy's own `__setstate__` would accept
+    any fields, offsets and flags a file chose (object fields read from raw bytes)."""
+
+    __slots__ = ("code", "order")
+
+    def __init__(self, code, align=False, copy=True):
+        if not (isinstance(code, str) and re.fullmatch(r"[biuf]\d{1,2}|\?", code)):
+            raise CheckpointError(f"unsupported numpy dtype {code!r:.20} (plain numbers only)")
+        self.code, self.order = code, "="
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 8 and state[1] in ("<", ">", "|", "=")
+                and state[2:5] == (None, None, None)):
+            raise CheckpointError("malformed numpy dtype state")
+        self.order = state[1]
+
+    def numpy(self):
+        return np.dtype(self.code).newbyteorder(self.order if self.order != "|" else "=")
+
+
 def _scalar(dtype, data):
-    if not isinstance(dtype, np.dtype) or dtype.kind == "O" or not isinstance(data, bytes):
+    if not isinstance(dtype, _DType) or not isinstance(data, bytes):
         raise CheckpointError("malformed numpy scalar")
-    return np.frombuffer(data, dtype=dtype, count=1)[0]
+    dt = dtype.numpy()
+    if len(data) != dt.itemsize:
+        raise CheckpointError("malformed numpy scalar (size)")
+    return np.frombuffer(data, dtype=dt, count=1)[0]
 
 
 _GLOBALS = {
@@ -94,16 +121,42 @@ _GLOBALS = {
     "torch.storage._load_from_bytes": _Frozen(_load_from_bytes),
     "numpy.core.multiarray.scalar": _Frozen(_scalar),
     "numpy._core.multiarray.scalar": _Frozen(_scalar),
-    "numpy.dtype": np.dtype,
+    "numpy.dtype": _DType,
 }
 
 
 class _NetworkUnpickler(_Unpickler):
-    def __init__(self, file):
+    """With `blobs` (the file offsets of the pickle's storage blobs, in order), it also notes
+    where in the file each tensor's bytes are (`located`: id(array) -> offset, for arrays stored
+    contiguously at the start of their storage's data)."""
+
+    def __init__(self, file, blobs=None):
         super().__init__(file, None)
+        self.blobs, self.located, self._storages = blobs, {}, {}
 
     def find_class(self, module, name):
-        return _GLOBALS.get(f"{module}.{name}") or super().find_class(module, name)
+        full = f"{module}.{name}"
+        if self.blobs is not None and full == "torch.storage._load_from_bytes":
+            return _Frozen(self._load_tracked)
+        if self.blobs is not None and full == "torch._utils._rebuild_tensor_v2":
+            return _Frozen(self._rebuild_tracked)
+        return _GLOBALS.get(full) or super().find_class(module, name)
+
+    def _load_tracked(self, data):
+        storage = _load_from_bytes(data)
+        k = len(self._storages)
+        if k < len(self.blobs) and storage.raw is not None:
+            start, length = self.blobs[k]
+            self._storages[id(storage)] = (storage, start + length - len(storage.raw))
+        return storage
+
+    def _rebuild_tracked(self, storage, offset, size, stride, *rest):
+        array = torch_format._rebuild_tensor_v2(storage, offset, size, stride, *rest)
+        found = self._storages.get(id(storage))
+        contiguous = tuple(map(int, stride)) == tuple(np.cumprod((1,) + tuple(map(int, size))[::-1])[:-1][::-1].tolist())
+        if found and contiguous:
+            self.located[id(array)] = found[1] + int(offset) * array.dtype.itemsize
+        return array
 
     def persistent_load(self, pid):
         raise CheckpointError(f"unexpected persistent id {pid!r:.80} in a network pickle")
@@ -117,10 +170,15 @@ def is_network_pickle(path):
             if f.read(1) != b"\x80":
                 return False
             f.seek(0)
+            strings = []  # protocol 4 names a global by the two strings pushed before STACK_GLOBAL
             for op, arg, _ in pickletools.genops(f):
                 if op.name == "GLOBAL":
                     return str(arg).split(" ")[0] in MARKERS
-                if op.name in ("STACK_GLOBAL", "STOP"):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                    strings.append(arg)
+                if op.name == "STACK_GLOBAL":
+                    return len(strings) >= 2 and strings[-2] in MARKERS
+                if op.name == "STOP":
                     return False
     except Exception:  # not a pickle at all: the other readers say what it is
         return False
@@ -134,6 +192,8 @@ def load(path):
             obj = _NetworkUnpickler(f).load()
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: malformed network pickle (nested too deeply)") from None
     except Exception as e:  # any other failure of the unpickler on untrusted bytes
         raise CheckpointError(f"{path}: corrupt network pickle ({type(e).__name__}: {_one_line(e)})") from None
     if not isinstance(obj, dict):
@@ -147,6 +207,15 @@ def generator(snapshot, which="G_ema"):
     generator; architectures other than StyleGAN2-ADA's 'skip' generator are refused by name."""
     if which not in ("G_ema", "G"):
         raise CheckpointError(f"the generator is 'G_ema' or 'G', not {which!r}")
+    try:
+        return _generator(snapshot, which)
+    except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"malformed {which} network ({type(e).__name__}: {_one_line(e)})") from None
+
+
+def _generator(snapshot, which):
     g = snapshot.get(which)
     if not isinstance(g, Persistent):
         raise CheckpointError(f"the network pickle has no {which} network")
@@ -170,11 +239,27 @@ def generator(snapshot, which="G_ema"):
     return g.state_dict(), config
 
 
-def patched(data, network_before, network_after):
+_LEGACY_HEAD = pickle.dumps(torch_format._MAGIC, protocol=2)[:-1]  # a legacy torch.save starts with it
+
+
+def offsets(data, which="G_ema"):
+    """{state-dict key: file offset of its bytes} of a network pickle's generator."""
+    blobs = [(pos + (5 if op.name == "BINBYTES" else 9 if op.name == "BINBYTES8" else 2), len(arg))
+             for op, arg, pos in pickletools.genops(data)
+             if op.name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8") and arg.startswith(_LEGACY_HEAD)]
+    unpickler = _NetworkUnpickler(io.BytesIO(data), blobs)
+    snapshot = unpickler.load()
+    sd, _ = generator(snapshot, which)
+    return {k: unpickler.located[id(v)] for k, v in sd.items() if id(v) in unpickler.located}
+
+
+def patched(data, network_before, network_after, at=None):
     """The bytes of a network pickle with some tensors' values replaced, all else as it was
     (structure, persistent-object metadata and module source, the other networks): each
-    changed tensor's stored bytes are found in the pickle, exactly once, and overwritten in
-    place (its storage keeps its length). `network_before` / `network_after`: {key: array}."""
+    changed tensor's stored bytes are overwritten in place (its storage keeps its length), at
+    the offset `at` gives for it (`offsets`), checked to hold its old bytes, or else where its
+    old bytes occur, exactly once. `network_before` / `network_after`: {key: array}."""
+    at = at or {}
     out = bytearray(data)
     for key, after in network_after.items():
         before = np.asarray(network_before[key])
@@ -185,9 +270,11 @@ def patched(data, network_before, network_after):
             continue
         old, new = np.ascontiguousarray(before, before.dtype.newbyteorder("<")).tobytes(), \
             np.ascontiguousarray(after, before.dtype.newbyteorder("<")).tobytes()
-        at = data.find(old)
-        if at < 0 or data.find(old, at + 1) >= 0:
-            raise CheckpointError(f"{key}: cannot tell which stored tensor it is (its bytes occur "
-                                  f"{'never' if at < 0 else 'more than once'} in the pickle)")
-        out[at:at + len(old)] = new
+        where = at.get(key)
+        if where is None or data[where:where + len(old)] != old:
+            where = data.find(old)
+            if where < 0 or data.find(old, where + 1) >= 0:
+                raise CheckpointError(f"{key}: cannot tell which stored tensor it is (its bytes occur "
+                                      f"{'never' if where < 0 else 'more than once'} in the pickle)")
+        out[where:where + len(old)] = new
     return bytes(out)

@@ -67,6 +67,8 @@ def _rebuild_tensor(storage, offset, size, stride, dtype=None):
     if end > flat.size:
         raise CheckpointError(f"storage of {flat.size} elements is too short for a tensor "
                               f"of size {size}, stride {stride}, offset {offset}")
+    if 0 in stride and int(np.prod(size)) > max(flat.size, 1):  # a broadcast: refuse what would allocate more
+        raise CheckpointError(f"a broadcast tensor of size {size} is larger than its storage of {flat.size} elements")
     view = (as_strided(flat[offset:], size, [s * item.itemsize for s in stride], writeable=False)
             if end else np.empty(size, item))
     out = np.array(view, dtype=item.newbyteorder("="), order="C")

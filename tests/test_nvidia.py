@@ -109,7 +109,7 @@ def test_cli_converts_samples_rewrites_and_exports(golden, tmp_path, capsys):
                "--out", tmp_path / "c.npy") == 0
 
 
-def _crafted(tmp_path, meta_state, extra_global=None):
+def _crafted(tmp_path, meta_state, extra_global=None, protocol=3):
     """A network pickle written by pickle itself, its classes faked in sys.modules (the file
     names the same globals a real one does)."""
     persistence = types.ModuleType("torch_utils.persistence")
@@ -130,7 +130,7 @@ def _crafted(tmp_path, meta_state, extra_global=None):
             return _reconstruct_persistent_obj, (meta,)
 
     try:
-        data = pickle.dumps({"G_ema": Net(), "G": Net(), "extra": extra_global}, protocol=3)
+        data = pickle.dumps({"G_ema": Net(), "G": Net(), "extra": extra_global}, protocol=protocol)
     finally:
         del sys.modules["torch_utils.persistence"]
     path = tmp_path / "crafted.pkl"
@@ -138,18 +138,34 @@ def _crafted(tmp_path, meta_state, extra_global=None):
     return path
 
 
-def test_crafted_pickles_run_nothing(tmp_path):
+@pytest.mark.parametrize("protocol", [3, 4])  # NVIDIA's setup wrote 3; a current Python writes 4 (STACK_GLOBAL)
+def test_crafted_pickles_run_nothing(tmp_path, protocol):
     import os
 
-    path = _crafted(tmp_path, {"_parameters": {}, "_buffers": {}, "_modules": {}, "_init_kwargs": {}})
+    path = _crafted(tmp_path, {"_parameters": {}, "_buffers": {}, "_modules": {}, "_init_kwargs": {}}, protocol=protocol)
+    assert nvidia.is_network_pickle(path)
     snap = cc.read(str(path))  # the module source is text, never run
     assert snap["G_ema"].meta["module_src"].startswith("open(")
     with pytest.raises(CheckpointError, match="has no mapping and synthesis networks"):
         jr.load(path)
-    evil = _crafted(tmp_path, {"_init_kwargs": {}}, extra_global=os.system)
+    evil = _crafted(tmp_path, {"_init_kwargs": {}}, extra_global=os.system, protocol=protocol)
     with pytest.raises(CheckpointError, match="refusing to unpickle global 'posix.system'"):
         cc.read(str(evil))
     assert not (tmp_path / "marker").exists()
+
+
+def test_numpy_dtypes_are_plain_numbers_only(tmp_path):
+    """numpy's own dtype would accept any fields, offsets and flags a file sets (object fields
+    read from raw bytes); only a plain number type passes, with the standard state."""
+    head = b"\x80\x03cdnnlib.util\nEasyDict\n)\x81cnumpy\ndtype\n"
+    for code, state, message in ((b"V8", b"", "unsupported numpy dtype 'V8'"),
+                                 (b"f8", b"(K\x03X\x01\x00\x00\x00<}NNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
+                                  "malformed numpy dtype state")):
+        path = tmp_path / "d.pkl"
+        path.write_bytes(head + b"X" + len(code).to_bytes(4, "little") + code + b"\x89\x88\x87R" + state + b"\x86.")
+        with pytest.raises(CheckpointError, match=message):
+            cc.read(str(path))
+    # the reference snapshots' own numpy scalars (plain float64 / int64) load: see the tests above
 
 
 @pytest.mark.parametrize("cut", [10, 1000, 100_000])

@@ -52,8 +52,10 @@ def noise_for(bag, shape, mode, noise_batch, buffer, salt):
     if mode == "official":
         return jnp.asarray(official_noise_table(noise_batch, h, w))[bag["noise_row"]]
     if mode == "fixed":
-        if "noise_origin" in bag:  # a crop of the map (a rewrite's goal): the buffer's same crop
-            return jax.lax.dynamic_slice(buffer, (0, bag["noise_origin"][0], bag["noise_origin"][1], 0), (1, h, w, 1))
+        if "noise_origin" in bag:  # a crop of the map (a rewrite's goal): the buffer's same crop; padded,
+            # so that a goal zero-padded to a larger batch shape is never shifted by slice clamping
+            padded = jnp.pad(buffer, ((0, 0), (0, h), (0, w), (0, 0)))
+            return jax.lax.dynamic_slice(padded, (0, bag["noise_origin"][0], bag["noise_origin"][1], 0), (1, h, w, 1))
         if buffer.shape[1:3] != (h, w):
             raise ValueError(f"fixed noise buffer is {buffer.shape[1:3]}, feature map is {(h, w)}")
         return buffer

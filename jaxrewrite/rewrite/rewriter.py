@@ -230,7 +230,7 @@ class Rewriter:
         v_box = goals.bounding_box(where.weights(self.v_hw))
         if k_box is None or v_box is None:
             raise ValueError("paste mask is empty at the layer's resolution")
-        goal_in = goals.crop_bag(ctx, ctx["fmap"], k_box)
+        goal_in = goals.crop_bag(ctx, ctx["fmap"], k_box, origin=(0, 0))  # the key input is not cropped
         goal_out = goals.crop_bag(self.value(ctx), self.value({**ctx, "fmap": erased})["fmap"], v_box)
         return Goal(goal_in, goal_out, units=units)
 
