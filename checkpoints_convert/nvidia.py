@@ -242,22 +242,23 @@ def _generator(snapshot, which):
 _LEGACY_HEAD = pickle.dumps(torch_format._MAGIC, protocol=2)[:-1]  # a legacy torch.save starts with it
 
 
-def offsets(data, which="G_ema"):
-    """{state-dict key: file offset of its bytes} of a network pickle's generator."""
+def located(data, which="G_ema"):
+    """(state dict, {key: file offset of its bytes}) of a network pickle's generator, read
+    from its bytes in one pass."""
     blobs = [(pos + (5 if op.name == "BINBYTES" else 9 if op.name == "BINBYTES8" else 2), len(arg))
              for op, arg, pos in pickletools.genops(data)
              if op.name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8") and arg.startswith(_LEGACY_HEAD)]
     unpickler = _NetworkUnpickler(io.BytesIO(data), blobs)
     snapshot = unpickler.load()
     sd, _ = generator(snapshot, which)
-    return {k: unpickler.located[id(v)] for k, v in sd.items() if id(v) in unpickler.located}
+    return sd, {k: unpickler.located[id(v)] for k, v in sd.items() if id(v) in unpickler.located}
 
 
 def patched(data, network_before, network_after, at=None):
     """The bytes of a network pickle with some tensors' values replaced, all else as it was
     (structure, persistent-object metadata and module source, the other networks): each
     changed tensor's stored bytes are overwritten in place (its storage keeps its length), at
-    the offset `at` gives for it (`offsets`), checked to hold its old bytes, or else where its
+    the offset `at` gives for it (`located`), checked to hold its old bytes, or else where its
     old bytes occur, exactly once. `network_before` / `network_after`: {key: array}."""
     at = at or {}
     out = bytearray(data)

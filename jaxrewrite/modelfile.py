@@ -8,7 +8,6 @@ tensor maps with string metadata. PyTorch checkpoints are read and written throu
 """
 
 import hashlib
-import io
 import os
 from dataclasses import dataclass, field
 
@@ -120,9 +119,8 @@ def export(model, path):
                       f"({e.strerror or e})") from None
     if hashlib.sha256(data).hexdigest() != origin["sha256"]:
         raise ValueError(f"{path}: {origin['path']} is not the pickle this model came from (sha256 differs)")
-    nvidia = checkpoints_convert.nvidia
-    before, _ = nvidia.generator(nvidia._NetworkUnpickler(io.BytesIO(data)).load(), origin["network"])
-    out = nvidia.patched(data, before, to_checkpoint(model), nvidia.offsets(data, origin["network"]))
+    before, offsets = checkpoints_convert.nvidia.located(data, origin["network"])
+    out = checkpoints_convert.nvidia.patched(data, before, to_checkpoint(model), offsets)
     atomic_write(path, lambda f: f.write(out))
 
 
