@@ -53,9 +53,6 @@ def check_outputs(**paths):
             raise ValueError(f"{flag} {path}: folder {folder} is not writable")
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
 def cmd_convert(args):
     check_outputs(out=(args.out, None))
     model = _load(args.checkpoint, args)
@@ -149,7 +146,7 @@ def cmd_edit(args):
     """Copy-paste edit (`edit`), erase (`erase`) or zero (`zero`) of one layer, through
     `jaxrewrite.edit`; official defaults, or the edit file's `jaxrewrite` settings."""
     kind = args.command
-    check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES), artifacts=(args.artifacts, (".npz",)),
+    check_outputs(out=(args.out, None), grid=(args.grid, images.GRID_SUFFIXES), artifacts=(args.artifacts, (".npz",)),
                   save_edit=(args.save_edit, (".json",)), plot=(args.plot, (".png",)))
     request, found = _request(args, kind)
     if args.layer is None and "layer" not in found:
@@ -220,7 +217,7 @@ def cmd_finetune(args):
     import dataclasses
     import time
 
-    check_outputs(out=(args.out, None), grid=(args.grid, IMAGE_SUFFIXES), plot=(args.plot, (".png",)))
+    check_outputs(out=(args.out, None), grid=(args.grid, images.GRID_SUFFIXES), plot=(args.plot, (".png",)))
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     request = editfile.read_edit(args.edit)
@@ -258,7 +255,7 @@ def cmd_eval(args):
 
 
 def cmd_demo(args):
-    check_outputs(out=(args.out, IMAGE_SUFFIXES))
+    check_outputs(out=(args.out, images.GRID_SUFFIXES))
     (_demo_faces if args.which == "faces" else _demo_towns)(args)
 
 

@@ -24,7 +24,8 @@ def grid(images, cols=None):
     return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
-SUFFIXES = (".npy", ".png", ".jpg", ".jpeg")
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg")  # written as a grid of the images
+SUFFIXES = (".npy",) + GRID_SUFFIXES
 
 
 def check_path(path):
