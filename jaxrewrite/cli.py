@@ -1,4 +1,4 @@
-"""`jaxrewrite` command line: convert, export, layers, sample, edit, erase, zero, finetune, eval, demo, zoo."""
+"""`jaxrewrite` command line: convert, export, layers, sample, edit, erase, zero, finetune, eval, demo, ui, zoo."""
 
 import argparse
 import json
@@ -190,6 +190,26 @@ def cmd_edit(args):
         print(f"request -> {args.save_edit}")
     modelfile.save(result.model, args.out)
     print(f"edited model -> {args.out}{_pickle_note(result.model, args.out)}")
+
+
+def cmd_ui(args):
+    from jaxrewrite import ui
+
+    if not os.path.isdir(args.workdir) or not os.access(args.workdir, os.W_OK):
+        raise ValueError(f"--workdir {args.workdir}: not a writable folder")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port}: must be 0..65535")
+    model = _load(args.model)
+    name = os.path.splitext(os.path.basename(args.model))[0]
+    server = ui.start(model, name=name, host=args.host, port=args.port, workdir=args.workdir, cache_dir=args.cache,
+                      label=args.image_class)
+    print(f"jaxrewrite UI for {args.model} at {server.url} (work folder {os.path.abspath(args.workdir)}; "
+          f"Ctrl-C stops it)", flush=True)
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        server.stop()
+        print("\njaxrewrite ui: stopped", file=sys.stderr)
 
 
 def _check_pickle_out(model, out):
@@ -546,6 +566,19 @@ def parser():
     _seed_option(p, 2, "the unseen samples")
     p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics and fetched models")
     p.set_defaults(run=cmd_demo)
+
+    p = _command(sub, "ui", "serve the browser UI: paint, copy, paste, set the context, rewrite, compare, save",
+                 "jaxrewrite ui --model towns64", "jaxrewrite ui --model church.msgpack --port 8081 --workdir edits",
+                 more="Open the printed address in a browser; everything it needs ships in the package.")
+    _model_option(p)
+    p.add_argument("--port", type=int, default=8080, help="port to serve on (0: any free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (other than loopback: anyone who reaches "
+                                                       "it can edit; a warning is printed)")
+    p.add_argument("--workdir", default=".", help="folder the page saves and loads edit files in (nothing "
+                                                  "outside it is read or written)")
+    p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics")
+    _class_option(p)
+    p.set_defaults(run=cmd_ui)
 
     p = _command(sub, "zoo", "named models: list them, or fetch a third-party one (checked by sha256)",
                  "jaxrewrite zoo list", "jaxrewrite zoo fetch dcgan-faces")

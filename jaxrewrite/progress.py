@@ -2,10 +2,23 @@
 or `bar = Bar(total, "edit"); bar.update(done); bar.close()` where work reports its own steps
 (the optimisation loops, from inside their compiled programs)."""
 
+import contextlib
 import sys
 import time
 
 _OPEN = []  # bars that have drawn a line and not finished it
+_LISTENERS = []  # callbacks told of every bar's progress (a front end's display)
+
+
+@contextlib.contextmanager
+def listen(callback):
+    """While inside, every bar also calls `callback(desc, done, total)` as it advances, so a
+    front end (the browser UI) can show the work the library reports."""
+    _LISTENERS.append(callback)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(callback)
 
 
 def active():
@@ -23,6 +36,8 @@ class Bar:
     def update(self, done, suffix=""):
         """Draw `done` of `total` (at most every `every` seconds, and always the last step)."""
         self.done = min(int(done), self.total)
+        for callback in list(_LISTENERS):
+            callback(self.desc, self.done, self.total)
         now = time.time()
         if self.done == self.drawn or (now - self.last < self.every and self.done < self.total):
             return

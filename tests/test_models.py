@@ -17,7 +17,7 @@ TOL = 1e-4
 
 @pytest.mark.parametrize("size,style_dim,n_mlp,channels", [
     (8, 16, 1, {4: 16, 8: 8}),
-    (64, 32, 3, {4: 32, 8: 24, 16: 16, 32: 16, 64: 8}),
+    pytest.param(64, 32, 3, {4: 32, 8: 24, 16: 16, 32: 16, 64: 8}, marks=pytest.mark.slow),
 ])
 def test_stylegan2_other_sizes(size, style_dim, n_mlp, channels):
     rng = np.random.default_rng(size)

@@ -224,3 +224,17 @@ def test_warning_for_a_mask_that_selects_most_of_the_image():
     req = Request.from_arrays(object=(1, np.ones((8, 8), bool)), paste=(2, box(1, 1, 4, 4, 8)))
     assert req.warnings() == ["the object mask selects 100% of its image"]
     assert request().warnings() == []
+
+
+@pytest.mark.parametrize("arch", ["proggan", "stylegan2"])
+@pytest.mark.parametrize("method", ["projected", "lambda"])
+def test_progress_reports_leave_the_weights_bit_for_bit(model, stylegan2, arch, method, capsys):
+    """The bar (host callbacks from inside the loop) must not change what the loop computes:
+    the command line, the UI (always reporting) and --quiet give the same model."""
+    m, layer = (model, "layer5") if arch == "proggan" else (stylegan2, "layer4")
+    options = OPTIONS.replace(method=method, niter=123)
+    quiet = jr.edit(m, layer, request(), options)
+    shown = jr.edit(m, layer, request(), options, show_progress=True)
+    assert "123/123" in capsys.readouterr().err
+    np.testing.assert_array_equal(quiet.weight, shown.weight)
+    np.testing.assert_array_equal(quiet.losses, shown.losses)

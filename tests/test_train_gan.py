@@ -9,6 +9,8 @@ from jaxrewrite import modelfile
 from jaxrewrite.worlds import train_gan
 from jaxrewrite.rewrite.rewriter import target_span
 
+# The world's training tool, not the library: its runs (about a minute on 2 cores) are `slow`.
+SLOW = pytest.mark.slow
 TINY = dict(z_dim=8, widths=(8, 8, 8, 4, 4), d_widths=(8, 8, 8, 4, 4), batch=4, r1_every=2)
 
 
@@ -24,6 +26,7 @@ def runs(tmp_path_factory):
     return cfg, a, b, exported, straight
 
 
+@SLOW
 def test_resume_is_bit_for_bit(runs):
     _, a, b, _, _ = runs
     assert int(a["step"]) == int(b["step"]) == 3
@@ -31,6 +34,7 @@ def test_resume_is_bit_for_bit(runs):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@SLOW
 def test_training_moves_weights_and_ema_lags(runs):
     cfg, a, _, _, _ = runs
     init = train_gan.init_state(cfg)
@@ -40,6 +44,7 @@ def test_training_moves_weights_and_ema_lags(runs):
     assert 0 < np.abs(ema - g0).max() < np.abs(g - g0).max()
 
 
+@SLOW
 def test_export_is_an_official_layout_proggan(runs):
     _, a, _, exported, _ = runs
     model = modelfile.load(exported)
@@ -51,12 +56,14 @@ def test_export_is_an_official_layout_proggan(runs):
     assert target_span(gen, "layer5") == ("layer5.conv", "layer5.conv")
 
 
+@SLOW
 def test_resume_refuses_another_config(runs):
     _, _, _, _, state = runs
     with pytest.raises(SystemExit, match="saved with config"):
         train_gan.train(str(state), 4, train_gan.config(**{**TINY, "batch": 8}))
 
 
+@SLOW
 def test_command_line_resumes_with_the_stored_config(runs, tmp_path):
     _, a, _, _, state = runs
     copy = tmp_path / "state.msgpack"
@@ -77,6 +84,7 @@ def test_a_batch_the_discriminator_cannot_group_is_refused(tmp_path, batch):
     assert not state.exists()
 
 
+@SLOW
 @pytest.mark.parametrize("content", [b"garbage", b"", None])
 def test_a_corrupt_state_file_is_one_line_error(runs, tmp_path, content):
     _, _, _, _, state = runs
@@ -86,6 +94,7 @@ def test_a_corrupt_state_file_is_one_line_error(runs, tmp_path, content):
         train_gan.main(["--state", str(bad), "--steps", "9"])
 
 
+@SLOW
 def test_a_resume_may_start_a_learning_rate_or_ema_phase(runs, tmp_path):
     _, a, _, _, state = runs
     copy = tmp_path / "state.msgpack"

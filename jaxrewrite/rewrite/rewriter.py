@@ -57,17 +57,23 @@ def target_span(gen, layer, params=None):
     raise ValueError(f"{layer!r} is not a rewritable layer; rewritable: {describe(gen, params, targets)}")
 
 
+def resolutions(gen, params, targets=None):
+    """{block: (key (h, w), value (h, w), input channels)} of the rewritable targets."""
+    targets = rewritable(gen) if targets is None else targets
+    shapes, bag = {}, gen.inputs(np.zeros((1, gen.z_dim), np.float32))
+    for layer in gen.layers:
+        before = bag["fmap"].shape if "fmap" in bag else None
+        bag = jax.eval_shape(lambda p, b, layer=layer: layer.apply(p, b), params, bag)
+        shapes[layer.name] = (before, bag["fmap"].shape if "fmap" in bag else None)
+    return {b: (tuple(shapes[f][0][1:3]), tuple(shapes[l][1][1:3]), shapes[f][0][3]) for b, (f, l) in targets.items()}
+
+
 def describe(gen, params, targets):
     """'layer1 (keys 1x1, values 4x4), ...': the rewritable blocks with their resolutions."""
     if params is None:
         return ", ".join(targets)
-    shapes, bag = {}, gen.inputs(np.zeros((1, gen.z_dim), np.float32))
-    for layer in gen.layers:
-        shapes[layer.name] = (bag["fmap"].shape[1:3] if "fmap" in bag else None)
-        bag = jax.eval_shape(lambda p, b, layer=layer: layer.apply(p, b), params, bag)
-        shapes[layer.name] = (shapes[layer.name], bag["fmap"].shape[1:3] if "fmap" in bag else None)
-    hw = lambda s: "x".join(map(str, s)) if s else "-"
-    return ", ".join(f"{b} (keys {hw(shapes[f][0])}, values {hw(shapes[l][1])})" for b, (f, l) in targets.items())
+    hw = lambda s: "x".join(map(str, s))
+    return ", ".join(f"{b} (keys {hw(k)}, values {hw(v)})" for b, (k, v, _) in resolutions(gen, params, targets).items())
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,12 +217,23 @@ class Rewriter:
 
     def copy_paste_goal(self, request):
         """The official copy-paste goal: the object's value features pasted into the paste image."""
+        goal_in, goal_out, _, box = self._copy_paste(request)
+        return Goal(goal_in, goal_out, box=box)
+
+    def pasted(self, request):
+        """(the paste image's value bag with the object pasted in, the paste box at value
+        resolution): what the goal asks the rest of the generator to render."""
+        _, _, (bag, pasted), box = self._copy_paste(request)
+        return {**bag, "fmap": pasted}, box
+
+    def _copy_paste(self, request):
         obj, where = request.object, request.paste
         obj_values = self.value(self.context([obj.image]))["fmap"]
         ctx = self.context([where.image])
-        goal_in, goal_out, _, box = goals.copy_paste(ctx, self.value(ctx), obj_values, obj.weights(self.v_hw),
-                                                     where.weights(self.v_hw))
-        return Goal(goal_in, goal_out, box=box)
+        bag = self.value(ctx)
+        goal_in, goal_out, pasted, box = goals.copy_paste(ctx, bag, obj_values, obj.weights(self.v_hw),
+                                                          where.weights(self.v_hw))
+        return goal_in, goal_out, (bag, pasted), box
 
     def erase_goal(self, request, drank):
         """The official erase goal: the value the target gives in the paste region with the

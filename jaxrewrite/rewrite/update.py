@@ -92,11 +92,30 @@ def l1(target, goal_in, goal_out, mask=None):
     return lambda w: jnp.sum(jnp.abs(goal_out - target(w, goal_in)) * mask[..., None]) / scale
 
 
-def progress(report, it, every=50):
-    """`report(step)` from inside a compiled loop every `every` steps (a host callback; none
-    where `report` is None, so the program is then the same as without it)."""
+def progress(report, it):
+    """`report(step)` from inside a compiled loop (a host callback; none where `report` is
+    None). Called between blocks of steps, never inside a step's body: a callback there changes
+    how XLA fuses the step, and so the last bits of the result."""
     if report is not None:
-        jax.lax.cond(it % every == 0, lambda: jax.debug.callback(report, it), lambda: None)
+        jax.debug.callback(report, it)
+
+
+def blocked_scan(step, state, first, niter, report, every=50):
+    """`lax.scan(step, state, first + arange(niter))` as blocks of `every` steps, reporting the
+    first step of each block: the same arithmetic with or without a report."""
+    def block(s, start, length):
+        progress(report, start)
+        return jax.lax.scan(step, s, start + jnp.arange(length))
+
+    blocks, rest = divmod(niter, every)
+    outs = []
+    if blocks:
+        state, out = jax.lax.scan(lambda s, b: block(s, first + b * every, every), state, jnp.arange(blocks))
+        outs.append(out.reshape((-1,) + out.shape[2:]))
+    if rest:
+        state, out = block(state, first + blocks * every, rest)
+        outs.append(out)
+    return state, jnp.concatenate(outs)
 
 
 @register("projected")
@@ -118,13 +137,13 @@ def projected_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, nite
 
     def step(state, it):
         w, m, v, snaps = state
-        progress(report, it)
         loss, g = jax.value_and_grad(loss_fn)(w)
         w, m, v = adam(w, g, m, v, (it + 1).astype(w.dtype), lr)
         snaps = jnp.where((record == it)[(...,) + (None,) * w.ndim], w[None], snaps)
         return (w, m, v, snaps), loss
 
     def steps_then_project(state, first, length):
+        progress(report, first)
         (w, m, v, snaps), losses = jax.lax.scan(step, state, first + jnp.arange(length))
         return (ortho + project(w, d), m, v, snaps), losses
 
@@ -152,13 +171,12 @@ def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2
 
     def step(state, it):
         lam, m, v = state
-        progress(report, it)
         loss, g = jax.value_and_grad(loss_fn)(lam)
         lam, m, v = adam(lam, g, m, v, (it + 1).astype(lam.dtype), lr)
         return (lam, m, v), loss
 
     lam0 = jnp.zeros(w0.shape[:-2] + (d.shape[0], w0.shape[-1]), w0.dtype)
-    (lam, _, _), losses = jax.lax.scan(step, (lam0, lam0, lam0), jnp.arange(niter))
+    (lam, _, _), losses = blocked_scan(step, (lam0, lam0, lam0), 0, niter, report)
     return Update(expand(lam), losses)
 
 
