@@ -321,3 +321,37 @@ def test_show_in_a_notebook_is_an_iframe_of_a_background_server(tmp_path, monkey
             assert b"jaxrewrite" in r.read()
     finally:
         frame.server.stop()
+
+
+def _models(golden):
+    import factories
+
+    rng = np.random.default_rng(0)
+    yield "stylegan2", jr.convert(factories.stylegan2(rng, 16, 16, 1, {4: 16, 8: 16, 16: 8})), "layer4"
+    yield "dcgan", jr.convert(factories.dcgan(rng)), "layer2"
+    yield "nvidia", jr.load(golden / "nvidia" / "ada_auto32.pkl"), "layer4"
+
+
+@pytest.mark.parametrize("which", ["stylegan2", "dcgan", "nvidia"])
+def test_every_architecture_through_the_session(golden, tmp_path, which):
+    """What the page does, on a StyleGAN2 (the upsampling layer included), a DCGAN and an NVIDIA
+    pickle (downloaded back as the pickle, edited)."""
+    from jaxrewrite.ui.session import Session
+
+    _, model, layer = next(m for m in _models(golden) if m[0] == which)
+    s = Session(model, name=which, workdir=tmp_path, stats_samples=20)
+    info = s.info()
+    size = info["size"]
+    assert layer in [l["name"] for l in info["layers"]] and len(s.images("0-3")["images"]) == 4
+    box = np.zeros((size, size), bool)
+    box[size // 4:size // 2, size // 4:size // 2] = True
+    request = editfile.to_json(jr.Request.from_arrays(object=(1, box), paste=(2, box), key=[(2, box), (3, box)]))
+    assert s.paste_view(layer, request)["box"][2] > 0
+    assert len(s.search(layer, {"key": request["key"]}, count=4)["numbers"]) == 4
+    summary = s.execute(*s.prepare("edit", layer, request, {"niter": 5}))
+    assert summary["loss"] and len(summary["grid"]["numbers"]) == 32
+    name, data = s.download("checkpoint")
+    assert name.endswith(".pkl" if which == "nvidia" else ".pt") and len(data) > 1000
+    (tmp_path / name).write_bytes(data)
+    weight = get(jr.load(tmp_path / name).params, summary["weight"])
+    np.testing.assert_array_equal(weight, get(s.current.params, summary["weight"]))
