@@ -171,7 +171,7 @@ def test_compose_applies_edits_in_turn(model):
      EditFileError, "missing 'paste'"),
     (lambda m: jr.edit(m, "layer5", {"object": []}, OPTIONS), TypeError, "request must be a Request"),
     (lambda m: jr.EditOptions(kind="paint"), ValueError, "kind must be one of edit, erase, zero"),
-    (lambda m: jr.EditOptions(method="sgd"), ValueError, "unknown method 'sgd'; choose from projected, lambda, closed"),
+    (lambda m: jr.EditOptions(method="sgd"), ValueError, "unknown method 'sgd'; choose from projected, lambda, lambda-dense, closed"),
     (lambda m: jr.EditOptions(key_method="pca"), ValueError, "unknown key method 'pca'"),
     (lambda m: jr.EditOptions(rank=0), ValueError, "rank must be an integer >= 1 or 'full'"),
     (lambda m: jr.EditOptions(niter=2.5), ValueError, "niter must be an integer >= 1"),

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ..models import ops
+
 
 @struct.dataclass
 class Update:
@@ -162,12 +164,11 @@ def projected_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, nite
     return Update(w, losses, snaps)
 
 
-@register("lambda")
-def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, report=None, **_):
-    """The official `linear_insert`: optimise Λ [..., r, out] in W = W0 + Λ D directly."""
+def _lambda_adam(target, w0, d, goal_in, goal_out, lr, mask, niter, report, kernel):
+    """Adam on Λ [..., r, out] in W = W0 + Λ D (the official `linear_insert`); `kernel(lam)` is
+    the W the target sees."""
     _check(w0, d)
-    expand = lambda lam: w0 + jnp.einsum("...ro,ri->...io", lam, d)
-    loss_fn = l1(lambda lam, x: target(expand(lam), x), goal_in, goal_out, mask)
+    loss_fn = l1(lambda lam, x: target(kernel(lam), x), goal_in, goal_out, mask)
 
     def step(state, it):
         lam, m, v = state
@@ -177,7 +178,24 @@ def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2
 
     lam0 = jnp.zeros(w0.shape[:-2] + (d.shape[0], w0.shape[-1]), w0.dtype)
     (lam, _, _), losses = blocked_scan(step, (lam0, lam0, lam0), 0, niter, report)
-    return Update(expand(lam), losses)
+    return Update(ops.LowRank(w0, lam, d).dense(), losses)
+
+
+@register("lambda")
+def lambda_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, report=None, **_):
+    """The Λ update at low-rank cost: the target gets W0 + Λ D factored (`ops.LowRank`), so each
+    step convolves r channels instead of C_in (conv(x, W0) is fixed; StyleGAN2's demodulation
+    is a quadratic form in Λ). The same objective and Adam as `lambda-dense`."""
+    return _lambda_adam(target, w0, d, goal_in, goal_out, lr, mask, niter, report,
+                        lambda lam: ops.LowRank(w0, lam, d))
+
+
+@register("lambda-dense")
+def lambda_dense_adam(target, w0, d, goal_in, goal_out, lr=0.05, mask=None, *, niter=2001, report=None, **_):
+    """The Λ update with W0 + Λ D expanded to a dense kernel every step (the official form's
+    arithmetic; the reference the low-rank `lambda` is checked against)."""
+    return _lambda_adam(target, w0, d, goal_in, goal_out, lr, mask, niter, report,
+                        lambda lam: ops.LowRank(w0, lam, d).dense())
 
 
 @register("closed", linear_only=True)
