@@ -1,7 +1,9 @@
-"""Seconds per edit: jaxrewrite's compiled constrained update vs the PyTorch eager port of the
-official loop (`torch_official.py`), side by side on the same problems, same machine.
+"""Seconds per edit: jaxrewrite's update methods (low-rank Λ, dense Λ, projected Adam) vs the
+PyTorch eager port of the official loop (`torch_official.py`), side by side on the same
+problems, same machine, with each step's FLOPs and floor and the compile time apart.
 
     python benchmarks/bench_edit.py [--niter 2001] [--torch-niter 200] [--vmap 8] [--out results/edit.json]
+    python benchmarks/bench_edit.py --cases proggan --niter 5 --torch-niter 2 --vmap 2 --repeats 1 --out /tmp/e.json
 
 torch is optional: without it only the JAX column is measured. The torch loop's time per
 iteration is constant, so `--torch-niter` iterations are timed and scaled to `--niter`.
@@ -11,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -59,19 +62,33 @@ def _fixed_input(target):
     return run
 
 
-def time_jax(case, niter, piter=10, lr=0.05, repeats=3):
+METHODS = ("lambda", "lambda-dense", "projected")  # low-rank Λ, dense Λ, projected Adam (the official loop)
+
+
+def _program(case, method, niter, piter, lr):
     target, w0, d, gi, go = jax_problem(case)
-    run = xla.jit(lambda w0, d, gi, go: update.projected_adam(target, w0, d, gi, go, lr, niter=niter, piter=piter))
-    jax.block_until_ready(run(w0, d, gi, go))  # compiles
-    return {"seconds": _best(lambda: run(w0, d, gi, go), repeats)}
+    run = update.get(method).run
+    return (lambda w0, d, gi, go, lr: run(target, w0, d, gi, go, lr, None, niter=niter, piter=piter, record=(),
+                                          report=None)), (w0, d, gi, go, lr)
 
 
-def time_jax_vmap(case, niter, n, piter=10, lr=0.05):
+def time_jax(case, niter, method="projected", piter=10, lr=0.05, repeats=3):
+    """Seconds per edit by a registered method, and its compile time (the first call less a run)."""
+    fn, args = _program(case, method, niter, piter, lr)
+    run = xla.jit(fn)
+    t = time.perf_counter()
+    jax.block_until_ready(run(*args))  # compiles
+    first = time.perf_counter() - t
+    seconds = _best(lambda: run(*args), repeats)
+    return {"seconds": seconds, "compile_s": max(first - seconds, 0.0)}
+
+
+def time_jax_vmap(case, niter, n, method="projected", piter=10, lr=0.05):
     """n edits (same layer, different learning rates) in one vmapped program vs one edit."""
-    target, w0, d, gi, go = jax_problem(case)
+    fn, (w0, d, gi, go, _) = _program(case, method, niter, piter, lr)
     stack = lambda x: jnp.broadcast_to(x, (n,) + x.shape)
     lrs = lr * (1 + 0.01 * jnp.arange(n))
-    run = xla.jit(jax.vmap(lambda gi, go, d, lr: update.projected_adam(target, w0, d, gi, go, lr, niter=niter, piter=piter)))
+    run = xla.jit(jax.vmap(lambda gi, go, d, lr: fn(w0, d, gi, go, lr)))
     args = (jax.tree_util.tree_map(stack, gi), stack(go), stack(d), lrs)
     if n % len(sharding.devices()) == 0:  # as `batch.insert_many`: the edits split over the devices
         args = jax.tree_util.tree_map(lambda x: sharding.split(x)[0], args)
@@ -100,19 +117,35 @@ def step_bytes(case):
     return 4 * (8 * k * o + 2 * pixels * k + 2 * pixels * o)
 
 
-def xla_step_cost(case, lr=0.05):
-    """XLA's own count (compiled cost analysis) of one iteration, gradient + Adam: FLOPs and
-    bytes accessed summed over its fused operations (cache-resident traffic included)."""
+def xla_step_cost(case, method="projected", lr=0.05):
+    """XLA's own count (compiled cost analysis) of one iteration of `method`, gradient + Adam:
+    FLOPs and bytes accessed summed over its fused operations (cache-resident traffic
+    included). The fixed terms of the low-rank form (conv(x, W0), the demodulation's
+    coefficients) are counted here though the loop computes them once."""
     target, w0, d, gi, go = jax_problem(case)
-    loss_fn = update.l1(target, gi, go)
+    if method == "projected":
+        loss_fn, x0 = update.l1(target, gi, go), w0
+    else:
+        kernel = (lambda lam: ops.LowRank(w0, lam, d)) if method == "lambda" else \
+            (lambda lam: ops.LowRank(w0, lam, d).dense())
+        loss_fn = update.l1(lambda lam, x: target(kernel(lam), x), gi, go)
+        x0 = jnp.zeros(w0.shape[:-2] + (d.shape[0], w0.shape[-1]), w0.dtype)
 
     def step(w, m, v):
         _, g = jax.value_and_grad(loss_fn)(w)
         return update.adam(w, g, m, v, 1.0, lr)
 
-    cost = xla.jit(step).lower(w0, w0, w0).compile().cost_analysis()
+    cost = xla.jit(step).lower(x0, x0, x0).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return {"flops": float(cost.get("flops", np.nan)), "bytes": float(cost.get("bytes accessed", np.nan))}
+
+
+def lowrank_flops(case):
+    """FLOPs of one low-rank Λ iteration's GEMMs: the Λ convolution (P x k*k*r x O) and its
+    gradient; the r/C_in share of the dense step's `gemm_flops`."""
+    pixels, k, o = _dims(case)
+    r = np.shape(case["key"])[0]
+    return 2 * 2 * pixels * (k // (np.shape(case["weight"])[-3])) * r * o
 
 
 def copy_rate(nbytes=256 << 20, passes=20, repeats=3):
@@ -147,62 +180,78 @@ def torch_version():
     return torch.__version__
 
 
-def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=(), torch_device="cpu"):
-    """One row: JAX seconds per edit, its GEMM floor at `rate` FLOP/s and its memory floor, the
-    torch loop (when torch is installed) on `torch_device` and n vmapped edits for each n in
-    `vmaps`."""
+def measure_case(name, rate, niter=2001, torch_niter=200, threads=None, repeats=3, vmaps=(), torch_device="cpu",
+                 methods=METHODS, vmap_methods=("lambda", "projected")):
+    """One row: seconds per edit (and compile seconds) for each update method, each step's
+    FLOPs (its GEMMs', and XLA's count) with its GEMM floor at `rate` FLOP/s, the memory floor
+    of the dense step, the torch loop (when torch is installed) on `torch_device`, and n
+    vmapped edits for each n in `vmaps`."""
     case = torch_official.CASES[name]()
-    row = {"case": name, "niter": niter}
-    row["jax_s"] = time_jax(case, niter, repeats=repeats)["seconds"]
-    row["gemm_flops_per_iter"] = int(gemm_flops(case))
-    row["floor_s"] = row["gemm_flops_per_iter"] * niter / rate
-    row["fraction_of_floor"] = row["floor_s"] / row["jax_s"]
-    row["min_bytes_per_iter"] = int(step_bytes(case))
-    xla = xla_step_cost(case)
-    row["xla_flops_per_iter"], row["xla_bytes_per_iter"] = xla["flops"], xla["bytes"]
-    # the memory floor at the copy rate for this step's working set (weight, gradient and
-    # Adam's moments): in cache for the small layers, from memory for the 512-channel one
-    _, k, o = _dims(case)
-    row["copy_bytes_per_s"] = copy_rate(4 * k * o * 4)
-    row["memory_floor_s"] = row["min_bytes_per_iter"] * niter / row["copy_bytes_per_s"]
-    row["fraction_of_roofline"] = max(row["floor_s"], row["memory_floor_s"]) / row["jax_s"]
+    row = {"case": name, "niter": niter, "methods": {}}
     if torch_version():
         t = torch_official.time_torch_insert(case, torch_niter, device=torch_device, threads=threads or os.cpu_count())
         row["torch_device"] = torch_device
         row["torch_s"] = t["seconds_per_iter"] * niter
-        row["speedup"] = row["torch_s"] / row["jax_s"]
-    for n in vmaps:
-        row[f"jax_vmap{n}_s"] = time_jax_vmap(case, niter, n)["seconds"]
-        row[f"vmap{n}_cost_vs_one"] = row[f"jax_vmap{n}_s"] / row["jax_s"]
+    for method in methods:
+        m = time_jax(case, niter, method, repeats=repeats)
+        m["gemm_flops_per_iter"] = int(lowrank_flops(case) if method == "lambda" else gemm_flops(case))
+        m["floor_s"] = m["gemm_flops_per_iter"] * niter / rate
+        m["fraction_of_floor"] = m["floor_s"] / m["seconds"]
+        cost = xla_step_cost(case, method)
+        m["xla_flops_per_iter"], m["xla_bytes_per_iter"] = cost["flops"], cost["bytes"]
+        if "torch_s" in row:
+            m["speedup"] = row["torch_s"] / m["seconds"]
+        for n in vmaps if method in vmap_methods else ():
+            m[f"vmap{n}_s"] = time_jax_vmap(case, niter, n, method)["seconds"]
+            m[f"vmap{n}_cost_vs_one"] = m[f"vmap{n}_s"] / m["seconds"]
+        row["methods"][method] = m
+        print(f"  {name} {method}: {m['seconds']:.3f} s/edit (compile {m['compile_s']:.2f} s)", flush=True)
+    row["min_bytes_per_iter"] = int(step_bytes(case))  # the dense step's
+    _, k, o = _dims(case)
+    row["copy_bytes_per_s"] = copy_rate(4 * k * o * 4)
+    row["memory_floor_s"] = row["min_bytes_per_iter"] * niter / row["copy_bytes_per_s"]
     return row
 
 
-def main():
+def table(rows, vmaps=()):
+    """The markdown table of `measure_case` rows: one line per case and method."""
+    out = ["| case | method | s/edit | compile s | GEMM FLOPs/step | GEMM floor s | of floor | XLA MB/step | "
+           "PyTorch s/edit | speed-up | " + " | ".join(f"{n} vmapped / 1" for n in vmaps) + " |",
+           "|---" * (10 + len(vmaps)) + "|"]
+    nan = float("nan")
+    for r in rows:
+        for method, m in r["methods"].items():
+            cells = [f"{m[f'vmap{n}_cost_vs_one']:.2f}" if f"vmap{n}_cost_vs_one" in m else "–" for n in vmaps]
+            out.append(f"| {r['case']} | {method} | {m['seconds']:.3f} | {m['compile_s']:.2f} | "
+                       f"{m['gemm_flops_per_iter'] / 1e6:.2f} M | {m['floor_s']:.3f} | {m['fraction_of_floor']:.0%} | "
+                       f"{m['xla_bytes_per_iter'] / 1e6:.2f} | {r.get('torch_s', nan):.2f} | {m.get('speedup', nan):.1f}x | "
+                       + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--niter", type=int, default=2001)
     ap.add_argument("--torch-niter", type=int, default=200)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--vmap", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cases", default="stylegan2,proggan,stylegan2_512")
+    ap.add_argument("--cases", default="stylegan2,proggan,towns64,stylegan2_512")
+    ap.add_argument("--methods", default=",".join(METHODS), help="update methods to time")
     ap.add_argument("--torch-device", default=record.torch_device(), help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "edit.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rows, rate, bandwidth = [], matmul_rate(), copy_rate()
     print(f"matmul floor: {rate / 1e9:.1f} GFLOP/s (float32, precision {jax.config.jax_default_matmul_precision or 'default'}); "
           f"copy {bandwidth / 1e9:.1f} GB/s", flush=True)
+    vmaps = [args.vmap] if args.vmap > 1 else []
     for name in args.cases.split(","):
-        rows.append(measure_case(name, rate, args.niter, args.torch_niter, args.threads, args.repeats,
-                                 [args.vmap] if args.vmap > 1 else [], args.torch_device))
+        rows.append(measure_case(name, rate, args.niter, args.torch_niter, args.threads, args.repeats, vmaps,
+                                 args.torch_device, args.methods.split(",")))
         print(json.dumps(rows[-1]), flush=True)
     record.save(args.out, {"matmul_flops_per_s": rate, "copy_bytes_per_s": bandwidth, "rows": rows},
                 torch=torch_version())
-    print(f"{'case':15s} {'jax s/edit':>11s} {'floor s':>8s} {'of floor':>9s} {'torch s/edit':>13s} {'speedup':>8s} "
-          f"{'vmap cost':>10s}")
-    for r in rows:
-        print(f"{r['case']:15s} {r['jax_s']:11.2f} {r['floor_s']:8.2f} {r['fraction_of_floor']:9.0%} "
-              f"{r.get('torch_s', float('nan')):13.2f} {r.get('speedup', float('nan')):8.1f} "
-              f"{r.get(f'vmap{args.vmap}_cost_vs_one', float('nan')):10.2f}")
+    print(table(rows, vmaps))
 
 
 if __name__ == "__main__":

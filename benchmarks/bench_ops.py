@@ -72,17 +72,19 @@ def _best_ms(fns, *args, rounds=30):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ops_cpu.json"))
+    ap.add_argument("--shapes", type=int, help="only the first N shapes of each op (a smoke run)")
+    ap.add_argument("--rounds", type=int, default=30, help="timed calls of each form")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     rows = []
     for op, shapes in (("conv_transpose", TRANSPOSED), ("upsample_conv", UPSAMPLED)):
-        for n, side, cin, cout, where in shapes:
+        for n, side, cin, cout, where in shapes[:args.shapes]:
             x = jax.device_put(rng.standard_normal((n, side, side, cin), np.float32))
             k = jax.device_put(rng.standard_normal((3, 3, cin, cout), np.float32) / np.sqrt(9 * cin))
             row = {"op": op, "batch": n, "side": side, "in": cin, "out": cout, "where": where,
                    "gflop": 2 * n * side * side * 9 * cin * cout / 1e9 * (4 if op == "upsample_conv" else 1)}
             fns = [xla.jit(f) for f in PAIRS[op]]
-            row["new_ms"], row["replaced_ms"] = _best_ms(fns, x, k)
+            row["new_ms"], row["replaced_ms"] = _best_ms(fns, x, k, rounds=args.rounds)
             row["max_abs_diff"] = float(np.abs(np.asarray(fns[0](x, k)) - np.asarray(fns[1](x, k))).max())
             rows.append(row)
             print(json.dumps(row), flush=True)

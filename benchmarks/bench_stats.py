@@ -24,10 +24,13 @@ from jaxrewrite import modelfile  # noqa: E402
 from jaxrewrite.rewrite import stats  # noqa: E402
 
 
-def models():
+def models(large=True):
+    """(name, model, layer) of the benchmarked models; `large`: with the 256 px 512-channel one."""
     golden = ROOT.parent / "shared" / "golden" / "stylegan2" / "weights_rosinality.pt"
     if golden.exists():
         yield "stylegan2-golden-32px", modelfile.load(str(golden)), "layer6.sconv.mconv.dconv"
+    if not large:
+        return
     channels = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
     sd = factories.stylegan2(np.random.default_rng(0), 256, 512, 8, channels)
     yield "stylegan2-256px-512ch", modelfile.convert(sd), "layer8.sconv.mconv.dconv"

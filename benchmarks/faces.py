@@ -67,11 +67,10 @@ def detector(args, model):
         print(f"{attribute}: {len(labels)} labelled samples ({labels.sum()} positive), 5-fold AUC {np.mean(aucs):.3f} "
               f"(+- {np.std(aucs):.3f} over {args.repeats} splits); at 10% false positives {fit['tpr']:.0%} found")
     text = json.dumps(fits, indent=1) + "\n"
-    atomic_write(ROOT / "jaxrewrite" / "assets" / "faces_detectors.json", lambda f: f.write(text), mode="w")
-    record.save(RESULTS / "faces_detector.json", report)
+    atomic_write(args.assets / "faces_detectors.json", lambda f: f.write(text), mode="w")
+    record.save(args.results / "faces_detector.json", report)
 
 
-EDITS = ROOT / "jaxrewrite" / "assets" / "edits" / "dcgan-faces"
 BAND = faces.region(faces.EDIT_REGION)
 LR = 0.001
 
@@ -144,9 +143,9 @@ def choose_headwear(args, model):
             shown[donor, target] = after[held[:12]]
             print(json.dumps(rows[-1]), flush=True)
     best = min(rows, key=lambda r: (r["held_out_caps_detected"], r["plain_change_outside"]))
-    images.save(str(RESULTS / "faces_headwear_heldout.png"),
+    images.save(str(args.results / "faces_headwear_heldout.png"),
                 np.concatenate([before[held[:12]], shown[best["donor"], best["target"]]]), cols=12)
-    record.save(RESULTS / "faces_headwear_candidates.json", {"held_out_caps": held, "rows": rows, "best": best})
+    record.save(args.results / "faces_headwear_candidates.json", {"held_out_caps": held, "rows": rows, "best": best})
     print(f"\nbest: {best}\n\n| donor \\ target | " + " | ".join(str(t) for t in range(args.targets)) + " |")
     print("|---" * (args.targets + 1) + "|")
     for donor in range(args.donors):
@@ -156,9 +155,9 @@ def choose_headwear(args, model):
 def write_edits(args, model):
     from jaxrewrite.rewrite.editfile import write_edit
 
-    EDITS.mkdir(parents=True, exist_ok=True)
+    (args.assets / "edits" / "dcgan-faces").mkdir(parents=True, exist_ok=True)
     for name, (edit, rule) in edit_specs().items():
-        write_edit(edit, EDITS / f"{name}.json", {"jaxrewrite": rule})
+        write_edit(edit, args.assets / "edits" / "dcgan-faces" / f"{name}.json", {"jaxrewrite": rule})
         print(f"{name}: object {edit.object[0]}, paste {edit.paste[0]}, context {[k[0] for k in edit.key]}")
 
 
@@ -176,25 +175,25 @@ def measure_one(args, model, name):
     from jaxrewrite.rewrite.pipeline import EditOptions, edit
     from jaxrewrite.rewrite.rewriter import Rewriter
 
-    path = EDITS / f"{name}.json"
+    path = args.assets / "edits" / "dcgan-faces" / f"{name}.json"
     rule = json.loads(path.read_text())["jaxrewrite"]
     attribute = rule["attribute"]
     request = read_edit(path)
     gen = model.generator()
     before = metrics.render(gen, model.params, args.n, args.seed)
     detected = faces.detect(before, attribute)
-    shown = np.arange(12) if rule["effect"] == "add" else np.nonzero(detected)[0][:12]
+    shown = np.arange(min(12, args.n)) if rule["effect"] == "add" else np.nonzero(detected)[0][:12]
     inside = faces.region(rule.get("region", faces.EDIT_REGION))
     rw = Rewriter(model, rule["layer"], cache_dir=args.cache)
     rows, grids = {}, [before[shown]]
     base = detected.mean()
-    for method in ("projected", "lambda", "closed", "finetune"):
+    for method in ("projected", "lambda", "lambda-dense", "closed", "finetune"):
         start = time.time()
         if method == "finetune":
             z, target, box = rgb_goal(gen, model.params, request)
             params, losses = finetune(gen, model.params, z, target, box, args.finetune_niter, args.finetune_lr)
         else:
-            result = edit(model, rule["layer"], request, EditOptions(method=method, lr=rule["lr"]), rewriter=rw)
+            result = edit(model, rule["layer"], request, EditOptions(method=method, lr=rule["lr"], niter=args.niter), rewriter=rw)
             params, losses = result.model.params, result.losses
         seconds = time.time() - start
         after = metrics.render(gen, params, args.n, args.seed)
@@ -206,11 +205,11 @@ def measure_one(args, model, name):
                         "change_outside": float(change[:, ~inside].mean())}
         grids.append(after[shown])
         print(name, method, rows[method], flush=True)
-    images.save(str(RESULTS / f"faces_{name}.png"), np.concatenate(grids), cols=len(shown))
+    images.save(str(args.results / f"faces_{name}.png"), np.concatenate(grids), cols=len(shown))
     data = {"edit": name, "n": args.n, "seed": args.seed, "detected_before": float(base),
             "prevalence_before": faces.prevalence(base, attribute), "finetune_niter": args.finetune_niter,
             "finetune_lr": args.finetune_lr, "rows": rows}
-    record.save(RESULTS / f"faces_{name}.json", data)
+    record.save(args.results / f"faces_{name}.json", data)
     print(f"\n{name}\n\n| method | {attribute} detected | estimated share | mean change in the edited region | outside | s |")
     print("|---|---|---|---|---|---|")
     print(f"| before | {base:.1%} | {faces.prevalence(base, attribute):.0%} | – | – | – |")
@@ -219,7 +218,7 @@ def measure_one(args, model, name):
               f"{r['change_outside']:.4f} | {r['seconds']:.1f} |")
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["detector", "headwear", "edits", "measure"])
     ap.add_argument("--donors", type=int, default=4, help="headwear: bare heads tried as donors")
@@ -229,9 +228,14 @@ def main():
     ap.add_argument("--edits", nargs="+", default=["glasses", "no_glasses", "no_headwear"])
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--finetune-niter", type=int, default=2001)
+    ap.add_argument("--niter", type=int, default=2001, help="measure: steps of the rewrites")
     ap.add_argument("--finetune-lr", type=float, default=2e-4, help="0.01 x the weight scale ratio (0.02)")
     ap.add_argument("--cache", default=zoo.cache_dir())
-    args = ap.parse_args()
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
+    ap.add_argument("--assets", type=Path, default=ROOT / "jaxrewrite" / "assets",
+                    help="detector and edits: the package's assets folder they are written to")
+    args = ap.parse_args(argv)
+    args.results.mkdir(parents=True, exist_ok=True)
     model = modelfile.load(zoo.resolve("dcgan-faces"))
     {"detector": detector, "headwear": choose_headwear, "edits": write_edits, "measure": measure}[args.what](args, model)
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Everything this project measures on a lent GPU, in one command that fits one lease:
-# the performance table (benchmarks/run.py, torch on the same GPU) in TF32 and in float32,
+# the performance table (benchmarks/run.py, torch on the same GPU: every update method,
+# low-rank Λ, dense Λ and projected Adam, side by side) in TF32 and in float32,
 # the statistics again at batches of 500 (an accelerator's batch), where a statistics batch's
 # and the 512-channel edit's iteration's time goes, and the golden parity tests on the GPU.
 #

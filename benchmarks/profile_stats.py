@@ -70,8 +70,9 @@ def main():
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--out")
+    ap.add_argument("--skip-large", action="store_true", help="leave out the 256 px 512-channel model")
     args = ap.parse_args()
-    models = list(bench_stats.models()) + [("towns64-progan-64px", modelfile.load(zoo.resolve("towns64")), "layer5.conv")]
+    models = list(bench_stats.models(large=not args.skip_large)) + [("towns64-progan-64px", modelfile.load(zoo.resolve("towns64")), "layer5.conv")]
     rows = {}
     for name, model, layer in models:
         gen = model.generator(**model.official_options(10))

@@ -6,6 +6,8 @@ and writes `results/run.json` (machine, date, versions, command).
     python benchmarks/run.py                  # everything (about 10 min on 2 CPU cores with torch)
     python benchmarks/run.py --skip-large     # without the 512-channel layer (about 2 min)
     python benchmarks/run.py --cpu-devices 2  # one jax device per core of a 2-core CPU
+    python benchmarks/run.py --skip-large --niter 5 --torch-niter 2 --vmaps 2 --stats-batch 5 \
+        --stats-images 10 --sampling-seconds 0.1 --out /tmp/run.json   # a smoke run
 
 torch (optional, `pip install torch==2.13.0`) adds the PyTorch column; the torch loop's time
 per iteration is constant, so `--torch-niter` iterations are timed and scaled to 2001. The
@@ -108,22 +110,24 @@ def torch_sweep(model, edit, niter, cache, device):
     return {"seconds": seconds, "loss_end": np.array(losses)}
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--niter", type=int, default=2001)
     ap.add_argument("--torch-niter", type=int, default=100)
     ap.add_argument("--vmaps", default="1,8,64",
                     help="vmapped edit counts (the 512-channel layer only on an accelerator: 64 of its edits "
                          "take ~25 min on 2 CPU cores)")
-    ap.add_argument("--skip-large", action="store_true", help="leave out the 512-channel StyleGAN2 layer")
+    ap.add_argument("--skip-large", action="store_true", help="leave out the 512-channel StyleGAN2 layer and the 256 px 512-channel model")
     ap.add_argument("--cache", default=zoo.cache_dir())
     ap.add_argument("--stages", default="edits,stats,sampling,sweep", help="which of the four to run")
     ap.add_argument("--stats-batch", type=int, default=50, help="images per statistics batch (both loops)")
+    ap.add_argument("--stats-images", type=int, help="images per statistics run (default: 200-1000 by model)")
+    ap.add_argument("--sampling-seconds", type=float, default=5.0, help="how long each model's sampling is timed")
     ap.add_argument("--torch-device", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--cpu-devices", type=int, help="jax devices on a CPU (jax's default: 1). One per core splits "
                                                     "the vmapped edits and the sweep over the cores")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "run.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.cpu_devices:
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     torch_device = args.torch_device or record.torch_device()
@@ -140,21 +144,22 @@ def main():
     save = lambda: record.save(args.out, result, torch=bench_edit.torch_version(), torch_device=torch_device)
 
     # Most telling first, and saved after each stage, so a run cut short still leaves a table.
-    cases = ["stylegan2", "proggan"] + ([] if args.skip_large else ["stylegan2_512"])
+    cases = ["stylegan2", "proggan", "towns64"] + ([] if args.skip_large else ["stylegan2_512"])
     on_cpu = jax.default_backend() == "cpu"
     for name in cases if "edits" in stages else []:
+        large = name == "stylegan2_512" and on_cpu  # 64 vmapped dense edits of it: ~25 min on 2 cores
         result["edits"].append(bench_edit.measure_case(name, rate, args.niter, args.torch_niter, repeats=2,
-                                                       vmaps=[] if name == "stylegan2_512" and on_cpu else vmaps,
-                                                       torch_device=torch_device))
+                                                       vmaps=vmaps, torch_device=torch_device,
+                                                       vmap_methods=("lambda",) if large else ("lambda", "projected")))
         print(json.dumps(result["edits"][-1]), flush=True)
         save()
     scale = 1 if on_cpu else 10  # an accelerator needs more images to time
-    models = list(bench_stats.models())
+    models = list(bench_stats.models(large=not args.skip_large))
     towns = modelfile.load(zoo.resolve("towns64"))
     if "stats" in stages:
         runs = [(name, m, layer, 200 * scale) for name, m, layer in models]
         runs.append(("towns64-progan-64px", towns, "layer5.conv", 1000 * scale))
-        runs = [(name, m, layer, max(n, 10 * args.stats_batch)) for name, m, layer, n in runs]
+        runs = [(name, m, layer, args.stats_images or max(n, 10 * args.stats_batch)) for name, m, layer, n in runs]
         for name, m, layer, n in runs:
             result["stats"].append(bench_stats.measure(name, m, layer, n, args.stats_batch))
             if bench_edit.torch_version():
@@ -166,7 +171,7 @@ def main():
             save()
     if "sampling" in stages:
         for name, m in [(name, m) for name, m, _ in models] + [("towns64-progan-64px", towns)]:
-            result["sampling"].append(sampling(name, m))
+            result["sampling"].append(sampling(name, m, seconds=args.sampling_seconds))
             if bench_edit.torch_version():
                 theirs = torch_stats.sampling(m, 32, device=torch_device)
                 result["sampling"][-1].update(torch_image_rel_diff=torch_stats.image_check(m), torch_images_per_s=theirs,
@@ -185,15 +190,7 @@ def main():
     for r in stats_rows:
         print(f"| {r['model']} `{r['layer']}` | {r['images_per_s']:.1f} | {r['keys_per_s']:,.0f} | "
               f"{r.get('torch_images_per_s', float('nan')):.1f} | {r.get('speedup', float('nan')):.1f}x |")
-    print("\n| case | JAX s/edit | GEMM floor s | of floor | memory floor s (copy GB/s) | MB/iteration (min / XLA) | "
-          "PyTorch s/edit | speed-up | " + " | ".join(f"{n} vmapped / 1" for n in vmaps) + " |")
-    print("|---" * (8 + len(vmaps)) + "|")
-    for r in edit_rows:
-        cells = [f"{r.get(f'vmap{n}_cost_vs_one', float('nan')):.2f}" for n in vmaps]
-        print(f"| {r['case']} | {r['jax_s']:.2f} | {r['floor_s']:.2f} | {r['fraction_of_floor']:.0%} | "
-              f"{r['memory_floor_s']:.2f} ({r['copy_bytes_per_s'] / 1e9:.0f}) | "
-              f"{r['min_bytes_per_iter'] / 1e6:.2f} / {r['xla_bytes_per_iter'] / 1e6:.2f} | "
-              f"{r.get('torch_s', float('nan')):.2f} | {r.get('speedup', float('nan')):.1f}x | " + " | ".join(cells) + " |")
+    print("\n" + bench_edit.table(edit_rows, vmaps))
     if sweep_row:
         print(f"\nsweep (golden ProGAN, layers 4-5 x ranks 1-2 x 2 lr): {sweep_row['edits']} edits in "
               f"{sweep_row['seconds']:.1f}s, {sweep_row['seconds_per_edit']:.2f} s/edit; PyTorch loop "

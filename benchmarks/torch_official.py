@@ -48,8 +48,26 @@ def synthetic_case(channels=512, crop=16, rank=1, seed=0):
                 noise_strength=f32(0.3 * rng.randn(1)), bias=f32(0.1 * rng.randn(channels)))
 
 
+def towns64_case(layer="layer8", edit="spire2tree"):
+    """The shipped towns64 edit at its layer (a plain ProGAN conv, 32 -> 32 channels), its goal
+    and rank-1 key made by jaxrewrite (statistics over 1000 images, cached)."""
+    from jaxrewrite import modelfile, zoo
+    from jaxrewrite.rewrite import artifacts
+    from jaxrewrite.rewrite.editfile import read_edit
+    from jaxrewrite.rewrite.rewriter import Rewriter
+    from jaxrewrite.tree import get
+
+    model = modelfile.load(zoo.resolve("towns64"))
+    rw = Rewriter(model, layer, cache_dir=zoo.cache_dir())
+    request = read_edit(zoo.shipped_edit("towns64", edit))
+    goal = rw.copy_paste_goal(request)
+    weight = artifacts.torch_layout(model, rw.weight_path, get(model.params, rw.weight_path))
+    return dict(arch="proggan", weight=weight, key=rw.key(request.key, 1), goal_in=artifacts.nchw(goal.goal_in["fmap"]),
+                goal_out=artifacts.nchw(goal.goal_out["fmap"]))
+
+
 CASES = {"stylegan2": lambda: golden_case("stylegan2"), "proggan": lambda: golden_case("proggan"),
-         "stylegan2_512": lambda: synthetic_case(512, 16)}
+         "towns64": towns64_case, "stylegan2_512": lambda: synthetic_case(512, 16)}
 
 
 def stylegan2_target(style, noise_strength, bias):

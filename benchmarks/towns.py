@@ -22,7 +22,7 @@ import record  # noqa: E402
 from jaxrewrite import images, modelfile, zoo  # noqa: E402
 from jaxrewrite.worlds import edits, metrics, protocol, towns  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"  # --results and --assets move them (the smoke test does)
 EDITS = ROOT / "jaxrewrite" / "assets" / "edits" / "towns64"
 RULES = {  # shipped edit: (source classes, target classes or None for erase)
     "spire2tree": (["spire"], ["crown", "trunk"]),
@@ -49,11 +49,11 @@ def quality(args, model):
     rel = {c: float(abs(f - r) / r) for c, f, r in zip(towns.CLASSES, hf, hr)}
     shape = {side: {c: _shape_ratio(lab, c) for c in ("spire", "dome")} for side, lab in (("real", real), ("generated", lf))}
     if n == 256:
-        images.save(str(RESULTS / "towns64_samples.png"), np.concatenate([real_images[:16], fake[:32]]), cols=16)
+        images.save(str(args.results / "towns64_samples.png"), np.concatenate([real_images[:16], fake[:32]]), cols=16)
     data = {"step": model.config["training"]["step"], "samples": n, "seed": args.seed, "real": dict(zip(towns.CLASSES, hr.tolist())),
             "generated": dict(zip(towns.CLASSES, hf.tolist())), "relative_error": rel, "off_palette": off,
             "height_over_width": shape}
-    record.save(RESULTS / ("towns64_quality.json" if n == 256 else f"towns64_quality_{n}_seed{args.seed}.json"), data)
+    record.save(args.results / ("towns64_quality.json" if n == 256 else f"towns64_quality_{n}_seed{args.seed}.json"), data)
     print("| class | real | generated | relative difference |\n|---|---|---|---|")
     for c in towns.CLASSES:
         print(f"| {c} | {data['real'][c]:.4f} | {data['generated'][c]:.4f} | {rel[c]:.1%} |")
@@ -66,7 +66,7 @@ def write_edits(args, model):
     table reported in the README is measured afterwards on unseen samples (seed 2)."""
     labels = edits.sample_labels(model, args.search)
     validation = metrics.render(model.generator(), model.params, args.validate, 3)  # rendered once for all candidates
-    EDITS.mkdir(parents=True, exist_ok=True)
+    args.assets.mkdir(parents=True, exist_ok=True)
     report = {}
     for name, (source, target) in RULES.items():
         erase = name.startswith("erase")
@@ -80,34 +80,34 @@ def write_edits(args, model):
                     path = Path(tmp) / f"{name}.json"
                     edits.write(edit, path, rule)
                     r = protocol.evaluate(model, path, ("ours",), args.validate, seed=3, cache_dir=args.cache,
-                                           before=validation)["ours"]
+                                           before=validation, niter=args.niter)["ours"]
                 rows.append({"candidate": i, "paste": edit.paste[0], "object": edit.object and edit.object[0],
                              "layer": layer, "effect": r["effect"], "collateral": r["collateral"]})
                 print(f"{name} candidate {i} (paste {edit.paste[0]}, object {rows[-1]['object']}) {layer}: "
                       f"effect {r['effect']:.1%} collateral {r['collateral']:.4f}", flush=True)
                 if best is None or r["effect"] > best[0]["effect"]:
                     best = (rows[-1], edit, rule)
-        edits.write(best[1], EDITS / f"{name}.json", best[2])
+        edits.write(best[1], args.assets / f"{name}.json", best[2])
         report[name] = {"rows": rows, "chosen": best[0]}
         print(f"{name}: shipped {best[0]}\n\n| layer | " + " | ".join(f"candidate {i}" for i in range(len(candidates)))
               + " |\n" + "|---" * (len(candidates) + 1) + "|")
         for layer in args.layers:
             print(f"| {layer} | " + " | ".join(f"{r['effect']:.1%}" for r in rows if r["layer"] == layer) + " |")
-    record.save(RESULTS / "towns64_edits.json", {"validate": args.validate, "seed": 3, "edits": report})
+    record.save(args.results / "towns64_edits.json", {"validate": args.validate, "seed": 3, "edits": report})
 
 
 def evaluate(args, model):
     tables = {}
     for name in RULES:
         rows = protocol.evaluate(model, zoo.shipped_edit("towns64", name), protocol.VARIANTS, args.n, args.seed,
-                                 cache_dir=args.cache, finetune_niter=args.finetune_niter)
+                                 cache_dir=args.cache, finetune_niter=args.finetune_niter, niter=args.niter)
         tables[name] = rows
         print(f"\n### {name}\n\n{protocol.table(rows)}")
-    record.save(RESULTS / "towns64_eval.json", {"n": args.n, "seed": args.seed, "finetune_niter": args.finetune_niter,
+    record.save(args.results / "towns64_eval.json", {"n": args.n, "seed": args.seed, "finetune_niter": args.finetune_niter,
                                                 "edits": tables})
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["quality", "edits", "eval"])
     ap.add_argument("--model", default="towns64", help="towns64, or a newly trained model file meant to replace it "
@@ -120,8 +120,12 @@ def main():
     ap.add_argument("--candidates", type=int, default=6, help="candidate edits per rule")
     ap.add_argument("--validate", type=int, default=200, help="validation samples (seed 3) per candidate")
     ap.add_argument("--finetune-niter", type=int, default=2001)
+    ap.add_argument("--niter", type=int, default=2001, help="steps of the rewrites")
     ap.add_argument("--cache", default=zoo.cache_dir())
-    args = ap.parse_args()
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
+    ap.add_argument("--assets", type=Path, default=EDITS, help="edits: folder the edit files are written to")
+    args = ap.parse_args(argv)
+    args.results.mkdir(parents=True, exist_ok=True)
     model = modelfile.load(zoo.resolve(args.model))
     {"quality": quality, "edits": write_edits, "eval": evaluate}[args.what](args, model)
 

@@ -15,7 +15,8 @@ from . import edits, metrics
 # None for fine-tuning all weights (the baseline, not a rewrite).
 VARIANTS = {
     "ours": ({}, False),
-    "lambda": ({"method": "lambda"}, False),
+    "lambda": ({"method": "lambda"}, False),  # at low-rank cost
+    "lambda-dense": ({"method": "lambda-dense"}, False),  # the same update, W0 + ΛD expanded each step
     "closed": ({"method": "closed"}, False),
     "full-rank": ({"rank": "full"}, False),
     "single-key": ({}, True),
