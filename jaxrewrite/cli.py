@@ -17,7 +17,7 @@ from jaxrewrite.rewrite.finetune import finetune, rgb_goal
 from jaxrewrite.rewrite.pipeline import EditOptions
 from jaxrewrite.rewrite.rewriter import rewritable
 from jaxrewrite.tree import flatten
-from jaxrewrite.zdataset import MAX_IMAGE_NUMBER, z_for
+from jaxrewrite.zdataset import MAX_IMAGE_NUMBER, parse_ranges, z_for
 from jaxrewrite.zoo import cache_dir
 
 DEFAULTS = EditOptions()  # the official defaults, said once in EditOptions
@@ -83,18 +83,11 @@ def cmd_layers(args):
 
 def numbers(text):
     """argparse type of image-number lists: '200-212,300' -> [200, ..., 212, 300]."""
-    out = []
     try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            first, last = int(first), int(last) if last else int(first)
-            if first < 0 or last < first or last > MAX_IMAGE_NUMBER:
-                raise ValueError
-            out += range(first, last + 1)
+        return parse_ranges(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected image numbers (0..{MAX_IMAGE_NUMBER:,}) such as 200-212,300, "
                                          f"got {text!r}") from None
-    return out
 
 
 def cmd_sample(args):

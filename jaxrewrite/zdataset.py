@@ -14,6 +14,25 @@ def z_dataset(size, dim, seed=1):
     return np.random.RandomState(seed).standard_normal(size * dim).reshape(size, dim).astype(np.float32)
 
 
+def parse_ranges(text, most=None):
+    """'200-212,300' -> [200, ..., 212, 300], each within 0..MAX_IMAGE_NUMBER; with `most`, at
+    most that many numbers (checked before a range is expanded). ValueError otherwise."""
+    out = []
+    for part in text.split(","):
+        first, _, last = (t.strip() for t in part.partition("-"))
+        if not (first.isdigit() and (last.isdigit() or not last)):
+            raise ValueError(f"image numbers look like 200-212,300; got {text!r}")
+        first, last = int(first), int(last or first)
+        if last < first:
+            raise ValueError(f"range {part.strip()!r} runs backwards")
+        if most is not None and len(out) + last - first + 1 > most:
+            raise ValueError(f"at most {most} images per request")
+        if last > MAX_IMAGE_NUMBER:
+            raise ValueError(f"image numbers run from 0 to {MAX_IMAGE_NUMBER:,}")
+        out += range(first, last + 1)
+    return out
+
+
 def check_numbers(image_numbers):
     """The image numbers as int64, each within 0..MAX_IMAGE_NUMBER."""
     numbers = np.asarray(image_numbers, dtype=np.int64).reshape(-1)

@@ -27,7 +27,7 @@ from ..rewrite import editfile, keys, pipeline, update
 from ..rewrite.editfile import Request
 from ..rewrite.pipeline import EditOptions
 from ..rewrite.rewriter import Rewriter, resolutions, rewritable
-from ..zdataset import MAX_IMAGE_NUMBER, z_for
+from ..zdataset import MAX_IMAGE_NUMBER, parse_ranges, z_for
 
 CHUNK = 16  # images per compiled call: one program serves every page, search and grid
 GRID = 32  # further samples shown before/after each edit
@@ -48,18 +48,8 @@ def data_url(image):
 
 def parse_numbers(value):
     """Image numbers from a list or a '200-212,300' string, each in 0..MAX_IMAGE_NUMBER."""
-    out = []
     if isinstance(value, str):
-        for part in value.split(","):
-            first, _, last = part.strip().partition("-")
-            if not (first.isdigit() and (last.isdigit() or not last)):
-                raise ValueError(f"image numbers look like 200-212,300; got {value!r}")
-            first, last = int(first), int(last or first)
-            if last < first:
-                raise ValueError(f"range {part.strip()!r} runs backwards")
-            if last - first >= MAX_NUMBERS or len(out) > MAX_NUMBERS:
-                raise ValueError(f"at most {MAX_NUMBERS} images per request")
-            out += range(first, last + 1)
+        out = parse_ranges(value, MAX_NUMBERS)
     elif isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in value):
         out = list(value)
     else:
