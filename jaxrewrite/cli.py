@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxrewrite import archs, images, modelfile, progress, xla, zoo
 from jaxrewrite.atomic import atomic_write, together
-from jaxrewrite.rewrite import artifacts, editfile, keys, pipeline, update
+from jaxrewrite.rewrite import artifacts, editfile, keys, pipeline, suggest, update
 from jaxrewrite.rewrite.finetune import finetune, rgb_goal
 from jaxrewrite.rewrite.pipeline import EditOptions
 from jaxrewrite.rewrite.rewriter import rewritable
@@ -142,12 +142,14 @@ def cmd_edit(args):
     check_outputs(out=(args.out, None), grid=(args.grid, images.GRID_SUFFIXES), artifacts=(args.artifacts, (".npz",)),
                   save_edit=(args.save_edit, (".json",)), plot=(args.plot, (".png",)))
     request, found = _request(args, kind)
+    auto = args.layer == "auto"
+    if auto and kind == "zero":
+        raise ValueError("--layer auto tries copy-paste edits and erases; a zero needs its layer named")
     if args.layer is None and "layer" not in found:
-        raise ValueError("give --layer (the edit file's 'jaxrewrite' entry names none)")
+        raise ValueError("give --layer (the edit file's 'jaxrewrite' entry names none; --layer auto suggests one)")
     flags = {k: getattr(args, k) for k in ("layer", "rank", "lr")}
     chosen = {k: v if v is not None else found.get(k, getattr(DEFAULTS, k, None)) for k, v in flags.items()}
     given = {k: "flag" if flags[k] is not None else "edit file" if k in found else "default" for k in chosen}
-    print("using " + ", ".join(f"{k} {v} ({given[k]})" for k, v in chosen.items()))
     for warning in request.warnings():
         print(f"jaxrewrite: warning: {warning}", file=sys.stderr)
     extra = {"drank": args.drank} if kind == "erase" else {"amount": args.amount} if kind == "zero" else {}
@@ -156,6 +158,20 @@ def cmd_edit(args):
                           stats_samples=args.stats_samples, seed=args.seed, label=args.image_class, **extra)
     model = _load(args.model)
     _check_pickle_out(model, args.out)
+    if auto:  # the top (layer, rank) of `suggest` (the rank too, unless --rank names it)
+        ranks = [args.rank] if args.rank is not None else list(suggest.RANKS)
+        found_s = suggest.suggest(model, request, None, ranks, _trial_options(options), cache_dir=args.cache,
+                                  show_progress=args.progress)
+        best = found_s.best
+        print(f"suggested layer {best.layer} rank {best.rank} (score {best.score:.3f}, predicted effect "
+              f"{best.effect:.0%}; best of {len(found_s.ranking)} tried in {found_s.seconds:.0f}s)")
+        if not found_s.likely_to_work:
+            print("jaxrewrite: warning: no layer is expected to change the rule (predicted effect below "
+                  f"{suggest.WORKS:.0%} everywhere)", file=sys.stderr)
+        chosen.update(layer=best.layer, rank=best.rank)
+        given.update(layer="suggested", rank="flag" if args.rank is not None else "suggested")
+        options = options.replace(rank=best.rank)
+    print("using " + ", ".join(f"{k} {v} ({given[k]})" for k, v in chosen.items()))
     result = pipeline.edit(model, chosen["layer"], request, options, cache_dir=args.cache, show_progress=args.progress)
     rw = result.rewriter
     print(f"rewriting {rw.weight_path} ({rw.first} .. {rw.last}); keys {rw.k_hw}, values {rw.v_hw}")
@@ -183,6 +199,42 @@ def cmd_edit(args):
         print(f"request -> {args.save_edit}")
     modelfile.save(result.model, args.out)
     print(f"edited model -> {args.out}{_pickle_note(result.model, args.out)}")
+
+
+def _trial_options(options):
+    """What a suggestion's trials run: the edit's options with the low-rank Λ update (the same
+    objective as the others, at a fraction of the time)."""
+    return options.replace(method="lambda", rank=1)
+
+
+def cmd_suggest(args):
+    """Try the request at every candidate layer and rank; print the ranking, best first."""
+    check_outputs(json=(args.json, (".json",)))
+    obj = editfile.read_json(args.edit) if args.edit else None
+    entry = obj.get("jaxrewrite") if isinstance(obj, dict) else None
+    kind = "erase" if args.erase or (isinstance(entry, dict) and entry.get("kind") == "erase") else "edit"
+    request, found = _request(args, kind)
+    for warning in request.warnings():
+        print(f"jaxrewrite: warning: {warning}", file=sys.stderr)
+    options = EditOptions(kind=kind, lr=args.lr if args.lr is not None else found.get("lr", DEFAULTS.lr),
+                          key_method=args.key_method, niter=args.niter, stats_samples=args.stats_samples,
+                          seed=args.seed, label=args.image_class, drank=args.drank)
+    if args.samples < 1:
+        raise ValueError(f"--samples {args.samples}: must be at least 1")
+    model = _load(args.model)
+    result = suggest.suggest(model, request, args.layers, args.ranks, _trial_options(options),
+                             samples=args.samples, seed=args.sample_seed, cache_dir=args.cache,
+                             show_progress=args.progress)
+    print(result.table())
+    for what, why in result.skipped.items():
+        print(f"skipped {what}: {why}")
+    best = result.best
+    verdict = "likely to work" if result.likely_to_work else \
+        f"not likely to work: no layer reaches a predicted effect of {suggest.WORKS:.0%}"
+    print(f"suggested: --layer {best.layer} --rank {best.rank} ({verdict}; {result.seconds:.0f}s)")
+    if args.json:
+        atomic_write(args.json, lambda f: f.write(json.dumps(result.to_json(), indent=1) + "\n"), mode="w")
+        print(f"ranking -> {args.json}")
 
 
 def cmd_ui(args):
@@ -485,7 +537,9 @@ def parser():
         _model_option(p)
         p.add_argument("--layer", help="a rewritable layer: a block (layer6: StyleGAN2's dconv..activate, "
                                        "ProGAN/DCGAN's conv), its conv's name, or first:last ('jaxrewrite layers' "
-                                       "lists them; default: the edit file's)")
+                                       "lists them; default: the edit file's)" +
+                       ("" if name == "zero" else "; auto: the top of 'jaxrewrite suggest' (its rank too, "
+                                                  "unless --rank is given)"))
         p.add_argument("--edit", help="request JSON (object/paste/key masks as PNG data URLs)")
         if name != "zero":
             p.add_argument("--object", type=mask, metavar="N:PNG", help="mask of the object to copy from image N")
@@ -521,6 +575,37 @@ def parser():
         absent.update({} if name == "erase" else {"drank": DEFAULTS.drank})
         absent.update({} if name == "zero" else {"amount": DEFAULTS.amount})
         p.set_defaults(run=cmd_edit, **absent)  # what the other two commands have, for cmd_edit
+
+    p = _command(sub, "suggest", "which layer and rank: try the request at every candidate and rank them by a "
+                                 "label-free score on unseen samples",
+                 "jaxrewrite suggest --model towns64 --edit jaxrewrite/assets/edits/towns64/spire2tree.json "
+                 "--json ranking.json",
+                 more="Each layer's ranks run as one batch of low-rank Λ edits; each is scored by how much of "
+                      "what the context masks show, on unseen samples, comes to look like the object (an erase: "
+                      "like the masks' surroundings), less what it changes far from it. 'jaxrewrite edit "
+                      "--layer auto' edits at the top suggestion.")
+    _model_option(p)
+    p.add_argument("--edit", help="request JSON (object/paste/key masks as PNG data URLs)")
+    p.add_argument("--object", type=mask, metavar="N:PNG", help="mask of the object to copy from image N")
+    p.add_argument("--paste", type=mask, metavar="N:PNG", help="mask of where to paste it, in image N")
+    p.add_argument("--context", type=mask, metavar="N:PNG", action="append", help="a context example (repeatable)")
+    p.add_argument("--erase", action="store_true", help="the request is an erase (default: a copy-paste edit; "
+                                                        "an edit file whose 'jaxrewrite' kind is erase sets it)")
+    p.add_argument("--layers", nargs="+", help="candidate layers (default: every rewritable layer whose values "
+                                               "are at least 1/8 of the image's size)")
+    p.add_argument("--ranks", nargs="+", type=count, default=list(suggest.RANKS), help="candidate ranks")
+    p.add_argument("--samples", type=int, default=suggest.SAMPLES, help="unseen samples each trial is scored on")
+    p.add_argument("--sample-seed", type=int, default=suggest.SEED, help="their z data set")
+    p.add_argument("--lr", type=float, help=f"learning rate (default: the edit file's, else {DEFAULTS.lr})")
+    p.add_argument("--niter", type=count, default=DEFAULTS.niter, help="optimisation steps of each trial")
+    p.add_argument("--key-method", default=DEFAULTS.key_method, choices=list(keys.KEY_METHODS))
+    p.add_argument("--drank", type=count, default=DEFAULTS.drank, help="erase: number of key units to erase")
+    p.add_argument("--stats-samples", type=count, default=DEFAULTS.stats_samples, help="images of the key statistics")
+    _seed_option(p, DEFAULTS.seed, "the image numbers and the statistics")
+    p.add_argument("--cache", default=cache_dir(), help="directory for cached key statistics")
+    p.add_argument("--json", help="write the ranking as JSON")
+    _class_option(p)
+    p.set_defaults(run=cmd_suggest)
 
     p = _command(sub, "finetune", "baseline: fine-tune all weights on the pasted RGB image (L1)",
                  "jaxrewrite finetune --model towns64 --edit jaxrewrite/assets/edits/towns64/spire2tree.json "

@@ -37,6 +37,14 @@ SMOKE = {
     "faces.py": [(["edits", "--assets", "OUT/assets", "--results", "OUT"], []),
                  (["measure", "--n", "4", "--edits", "glasses", "--niter", "3", "--finetune-niter", "2", "--assets", "OUT/assets",
                    "--results", "OUT"], ["faces_glasses.json"])],
+    "suggest.py": [(["validate", "--rules", "spire2tree", "erase_windows", "--candidates", "1", "--search", "12",
+                     "--n", "4", "--samples", "4", "--layers", "layer8", "--niter", "3", "--results", "OUT"],
+                    ["suggest_towns64.json"]),
+                   (["speed", "--samples", "4", "--niter", "3", "--stats-samples", "20", "--layers", "layer8",
+                     "--results", "OUT"],
+                    ["suggest_speed.json"]),
+                   (["faces", "--samples", "4", "--niter", "3", "--layers", "layer3", "--results", "OUT"],
+                    ["suggest_faces.json"])],
     "check_torch_official.py": [([], [])],
 }
 NEEDS_TORCH = {"check_torch_official.py"}
@@ -55,7 +63,7 @@ def test_the_gpu_lease_script_parses():
 def test_benchmark_runs_at_tiny_sizes(script, tmp_path, request):
     if script in NEEDS_TORCH and not HAS_TORCH:
         pytest.skip("needs torch (pip install torch==2.13.0): it checks the torch port itself")
-    if script == "faces.py":
+    if script in ("faces.py", "suggest.py"):
         from jaxrewrite import zoo
 
         zoo.fetch("dcgan-faces", str(request.getfixturevalue("faces_wheel")))

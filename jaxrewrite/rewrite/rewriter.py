@@ -181,7 +181,7 @@ class Rewriter:
 
     def z(self, images):
         """z rows [n, z_dim] for image numbers of this rewriter's seed or explicit z vectors."""
-        rows = [z_for([i], self.gen.z_dim, self.seed)[0] if np.ndim(i) == 0 else np.asarray(i, np.float32)
+        rows = [_z_row(int(i), self.gen.z_dim, self.seed) if np.ndim(i) == 0 else np.asarray(i, np.float32)
                 for i in images]
         for i, row in zip(images, rows):
             if row.shape != (self.gen.z_dim,):
@@ -302,6 +302,15 @@ class Rewriter:
     def edited(self, weight):
         """The model with this layer's kernel replaced."""
         return dataclasses.replace(self.model, params=replace(self.model.params, self.weight_path, np.asarray(weight)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _z_row(number, dim, seed):
+    """One z row, kept: drawing it costs a chunk of the generator's stream (~16 ms), and an
+    edit's examples are rendered again and again."""
+    row = z_for([number], dim, seed)[0]
+    row.flags.writeable = False
+    return row
 
 
 def check_finite(result):
