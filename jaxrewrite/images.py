@@ -24,6 +24,17 @@ def grid(images, cols=None):
     return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
+def dilate(mask, radius):
+    """Square (Chebyshev) dilation of boolean [n, h, w] masks by `radius` pixels."""
+    out = mask.copy()
+    h, w = mask.shape[1:]
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] |= \
+                mask[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")  # written as a grid of the images
 SUFFIXES = (".npy",) + GRID_SUFFIXES
 

@@ -67,7 +67,10 @@ def test_vmapped_edits_equal_separate_runs(which, group, method, proggan_rw, sty
         w1, l1 = _single(rw, goals[i], ds[i], lrs[i], 25, method)
         assert losses[i].shape == l1.shape == ((2,) if method == "closed" else (25,))
         assert not np.allclose(w1, get(rw.model.params, rw.weight_path))
-        np.testing.assert_allclose(losses[i], l1, rtol=2e-4, atol=1e-6)
+        # the closed form fits a ProGAN goal exactly: its final L1 is float32 noise (~5e-7 of the
+        # first), which differs between the padded batch and the single run: absolute
+        # agreement is asked relative to the loss's scale
+        np.testing.assert_allclose(losses[i], l1, rtol=2e-4, atol=1e-6 * max(1.0, float(l1[0])))
         np.testing.assert_allclose(w[i], w1, atol=2e-4 * np.abs(w1).max())
 
 

@@ -115,7 +115,7 @@ def test_help_describes_every_command_and_option(capsys):
     assert "optimisation steps (default: 2001)" in out and "(default: zca)" in out and "example: jaxrewrite edit" in out
     assert "--stats-seed" not in out  # the former name still works, unlisted
     sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert len(sub.choices) == 12
+    assert len(sub.choices) == 13
     for name, p in sub.choices.items():
         assert p.description and p.epilog.startswith("example"), name
         for action in p._actions:

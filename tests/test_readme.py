@@ -47,12 +47,13 @@ def _run(code, cwd, count=1):
 
 def test_the_readme_has_its_snippets():
     blocks = snippets()
-    assert len(blocks) == 3
-    assert sum("jr.edit(" in b for b in blocks) == 1 and sum("jax.distributed.initialize" in b for b in blocks) == 1
+    assert len(blocks) == 4
+    assert sum("jr.edit(" in b and "jr.suggest(" not in b for b in blocks) == 1
+    assert sum("jr.suggest(" in b for b in blocks) == 1 and sum("jax.distributed.initialize" in b for b in blocks) == 1
 
 
 def test_python_api_example(tmp_path):
-    (code,) = [b for b in snippets() if "jr.edit(" in b]
+    (code,) = [b for b in snippets() if "jr.edit(" in b and "jr.suggest(" not in b]
     printed = _run(code, tmp_path)
     start, end = (float(x) for x in re.search(r"L1 ([\d.]+) -> ([\d.]+)", printed).groups())
     assert end < 0.7 * start
@@ -66,6 +67,14 @@ def test_python_api_example(tmp_path):
         np.testing.assert_array_equal(exported.params[name]["conv"]["kernel"], edited.params[name]["conv"]["kernel"])
     request = jr.read_edit(tmp_path / "spire2tree_mine.json")
     assert request.object.image == 246 and [k.image for k in request.key] == [293, 163, 16, 77]
+
+
+def test_suggest_snippet(tmp_path):
+    """The suggestion picks layer8 over layer5 for the shipped spire2tree, then edits there."""
+    (code,) = [b for b in snippets() if "jr.suggest(" in b]
+    printed = _run(code, tmp_path)
+    rows = [line for line in printed.splitlines() if line.startswith("| 1 |")]
+    assert rows and "layer8" in rows[0] and "edited layer8 at rank" in printed
 
 
 def test_library_snippet(tmp_path):

@@ -72,7 +72,33 @@ def test_references_keep_what_tells_the_masks_apart():
     np.testing.assert_array_equal(np.unique(refs.goal, axis=0), GREEN[None])
     assert not refs.local
     erase = suggest.references(render, request, "erase")  # an erase aims at the surroundings
-    assert erase.local and np.allclose(erase.goal, BLUE)
+    assert erase.local and np.allclose(erase.goal, BLUE) and erase.where is None
+
+
+def test_references_fall_back_to_place_and_surroundings():
+    """Context masks on plain blue (glasses to be added to bare eyes): the source is told by
+    place. An object that looks like its own surroundings (bare skin pasted over glasses):
+    the goal is local, as an erase's."""
+    img = _images(1)[0]
+
+    def render(numbers):
+        return np.stack([img for _ in numbers])
+
+    plain = np.zeros((16, 16), bool)
+    plain[1:4, 1:5] = True  # blue, in blue
+    square = np.zeros((16, 16), bool)
+    square[6:10, 6:10] = True
+    refs = suggest.references(render, jr.Request.from_arrays(object=(0, square), paste=(1, plain), key=[(1, plain)]),
+                              "edit")
+    np.testing.assert_array_equal(refs.where, plain)
+    before = _images(2)
+    after = before.copy()
+    after[:, 1:4, 1:5] = RED  # the red object added where the context is
+    assert suggest.score(before, after, refs)["effect"] == 1.0
+    assert suggest.score(before, before, refs)["effect"] == 0.0  # there, only a change can count
+    refs = suggest.references(render, jr.Request.from_arrays(object=(0, plain), paste=(1, square), key=[(1, square)]),
+                              "edit")
+    assert refs.local and refs.where is None
 
 
 def test_downscale_area_averages():

@@ -17,7 +17,10 @@ statistics use) and scored from the request alone, with no segmenter or detector
   non-source pixels near it in its own image (a window erased into the wall it sits in, not
   into the sky);
 * spill: the share of pixels far from any source pixel (more than `RADIUS` of the image's
-  size) that the edit changed visibly; score = effect x (1 - spill).
+  size) that the edit changed visibly; score = effect x (1 - spill);
+* where colour cannot tell (`References`): a source that looks like its surroundings is told
+  by place (where the context masks lie), an object that looks like its surroundings makes
+  the goal local.
 
 `likely_to_work` is whether the best trial's predicted effect reaches `WORKS`. The score sees
 colours, so it is blind to rules whose source and goal look alike (README: "Choosing the
@@ -28,10 +31,9 @@ import time
 from dataclasses import dataclass, field
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .. import xla
+from ..images import dilate
 from ..progress import progress
 from ..tree import replace
 from ..zdataset import z_for
@@ -115,13 +117,8 @@ def _mask(example, shape):
 
 
 def _ring(mask, width):
-    grown = mask.copy()
-    for _ in range(width):
-        grown[1:] |= grown[:-1].copy()
-        grown[:-1] |= grown[1:].copy()
-        grown[:, 1:] |= grown[:, :-1].copy()
-        grown[:, :-1] |= grown[:, 1:].copy()
-    return grown & ~mask
+    """The pixels within `width` of a boolean [h, w] mask, outside it."""
+    return dilate(mask[None], width)[0] & ~mask
 
 
 def _colours(pixels, rng):
@@ -129,32 +126,43 @@ def _colours(pixels, rng):
     return pixels if len(pixels) <= MAX_COLOURS else pixels[rng.choice(len(pixels), MAX_COLOURS, replace=False)]
 
 
-@jax.jit
-def _nearest(pixels, colours):
-    """Distance from each pixel [..., 3] to its nearest colour [m, 3]."""
-    flat = pixels.reshape(-1, 3)
-    d2 = jnp.sum(flat ** 2, 1)[:, None] - 2 * flat @ colours.T + jnp.sum(colours ** 2, 1)[None]
-    return jnp.sqrt(jnp.maximum(jnp.min(d2, 1), 0)).reshape(pixels.shape[:-1])
+def _nearest(pixels, colours, chunk=16384):
+    """Distance from each pixel [..., 3] to its nearest colour [m, 3] (numpy: the pixel counts
+    differ from call to call, and a jitted form would compile for each)."""
+    flat = np.asarray(pixels, np.float32).reshape(-1, 3)
+    colours = np.asarray(colours, np.float32)
+    out = np.empty(len(flat), np.float32)
+    norms = (colours ** 2).sum(1)[None]
+    for start in range(0, len(flat), chunk):
+        part = flat[start:start + chunk]
+        d2 = (part ** 2).sum(1)[:, None] - 2 * part @ colours.T + norms
+        out[start:start + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
+    return out.reshape(np.shape(pixels)[:-1])
 
 
 def _distinct(pixels, others):
-    """The pixels farther than TOLERANCE from every one of `others` (all of them if none are)."""
+    """The pixels farther than TOLERANCE from every one of `others`."""
     if len(pixels) == 0 or len(others) == 0:
         return pixels
-    keep = np.asarray(_nearest(pixels, others)) > TOLERANCE
-    return pixels[keep] if keep.any() else pixels
+    return pixels[_nearest(pixels, others) > TOLERANCE]
 
 
 @dataclass(frozen=True)
 class References:
-    """What a request says the rule replaces and by what: colours [m, 3] of the source, of
-    the goal, and whether the goal is local (an erase: each source pixel should come to look
-    like the pixels around it in its own image; `goal` then holds the masks' surroundings,
-    used only to tell source pixels apart)."""
+    """What a request says the rule replaces and by what: colours [m, 3] of the source and
+    of the goal. `local`: the goal is to look like the pixels around the source in each image
+    (an erase, or an object that looks like its own surroundings: bare skin pasted over
+    glasses); `goal` then only tells source pixels apart. `where` [h, w]: where the source is
+    in every image, for a source whose colours are those of its surroundings (bare eyes, to
+    which glasses are added: the context's masks say where, for aligned images)."""
 
     source: np.ndarray
     goal: np.ndarray
     local: bool = False
+    where: np.ndarray | None = None
+
+
+DISTINCT = 0.1  # a mask whose colours differ from its ring's for less than this share is told by place
 
 
 def references(render, request, kind):
@@ -164,44 +172,44 @@ def references(render, request, kind):
     unless that would empty one."""
     rng = np.random.default_rng(0)
 
-    def regions(examples):  # (inside, ring) pixels of each example
+    def regions(examples):  # (inside, ring) pixels of each example, and its mask
         out = []
         for e in examples:
             img = render([e.image])[0]
             mask = _mask(e, img.shape[:2])
-            out.append((img[mask], img[_ring(mask, max(1, round(RADIUS * max(img.shape[:2]) / 2)))]))
+            out.append((img[mask], img[_ring(mask, max(1, round(RADIUS * max(img.shape[:2]) / 2)))], mask))
         return out
 
     context = regions(request.key)
-    ring = _colours(np.concatenate([r for _, r in context]), rng)
-    source = _distinct(_colours(np.concatenate([i for i, _ in context]), rng), ring)
+    ring = _colours(np.concatenate([r for _, r, _ in context]), rng)
+    inside = _colours(np.concatenate([i for i, _, _ in context]), rng)
+    source = _distinct(inside, ring)
+    where = None
+    if len(source) < DISTINCT * len(inside):
+        source, where = inside, np.mean([m for _, _, m in context], 0) >= 0.5
+    local = kind == "erase"
     if kind == "edit":
-        inside, around = regions([request.object])[0]
-        goal = _distinct(_colours(inside, rng), _colours(around, rng))
+        obj, around, _ = regions([request.object])[0]
+        obj = _colours(obj, rng)
+        goal = _distinct(obj, _colours(around, rng))
+        if len(goal) < DISTINCT * len(obj):
+            goal, local = obj, True
     else:  # erase: what surrounds the context is what erasing should leave
         goal = ring
     if len(goal) == 0 or len(source) == 0:
         raise ValueError("the request's masks select no pixels at the image's resolution")
     source2, goal2 = _distinct(source, goal), _distinct(goal, source)
-    if len(source2) < len(source) or len(goal2) < len(goal):
-        source, goal = source2, goal2
-    return References(source, goal, local=kind == "erase")
-
-
-def _grow(mask, radius):
-    """Square dilation of boolean [n, h, w] masks."""
-    out, (h, w) = mask.copy(), mask.shape[1:]
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] |= \
-                mask[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
+    source, goal = source2 if len(source2) else source, goal2 if len(goal2) else goal
+    return References(source, goal, local, where)
 
 
 def source_pixels(images, refs):
-    """Boolean [n, h, w]: the pixels that show the source (within TOLERANCE of a source colour,
-    nearer to the source than to the goal)."""
-    ds, dg = np.asarray(_nearest(images, refs.source)), np.asarray(_nearest(images, refs.goal))
+    """Boolean [n, h, w]: the pixels that show the source: within TOLERANCE of a source colour
+    and nearer to the source than to the goal; with `where`, the pixels there that do not
+    show the goal already."""
+    ds, dg = _nearest(images, refs.source), _nearest(images, refs.goal)
+    if refs.where is not None:
+        return refs.where[None] & ~((dg < TOLERANCE) & (dg < ds))
     return (ds < TOLERANCE) & (ds < dg)
 
 
@@ -220,13 +228,11 @@ def _to_surroundings(before, after, src, radius):
             y, x = np.clip(y, 0, src.shape[1] - 1), np.clip(x, 0, src.shape[2] - 1)
             d = np.linalg.norm(values - before[n, y, x], axis=-1)
             best = np.where(inside & ~src[n, y, x], np.minimum(best, d), best)
-    ring = _grow(src, 2 * radius) & ~src
+    ring = dilate(src, 2 * radius) & ~src
     for i in np.unique(n[np.isinf(best)]):
         deep, around = np.isinf(best) & (n == i), before[i][ring[i]].astype(np.float32)
         if len(around):
-            now = values[deep]
-            d2 = (now ** 2).sum(1)[:, None] - 2 * now @ around.T + (around ** 2).sum(1)[None]
-            best[deep] = np.sqrt(np.maximum(d2.min(1), 0))
+            best[deep] = _nearest(values[deep], around)
     return best
 
 
@@ -234,12 +240,14 @@ def score(before, after, refs, before_source=None):
     """{effect, spill, score} of one edit from its unseen samples before/after (scored size)."""
     src = source_pixels(before, refs) if before_source is None else before_source
     radius = max(1, round(RADIUS * max(before.shape[1:3])))
-    far = ~_grow(src, radius)
+    far = ~dilate(src, radius)
     changed = np.abs(np.asarray(after) - np.asarray(before)).mean(-1) > CHANGED
     now = np.asarray(after)[src]  # only where the source was
-    ds = np.asarray(_nearest(now, refs.source))
-    dg = _to_surroundings(before, after, src, radius) if refs.local else np.asarray(_nearest(now, refs.goal))
+    ds = _nearest(now, refs.source)
+    dg = _to_surroundings(before, after, src, radius) if refs.local else _nearest(now, refs.goal)
     hit = (dg < TOLERANCE) & (dg < ds)
+    if refs.where is not None:  # a source told by place may look like the goal already: a hit is a change too
+        hit &= changed[src]
     effect = float(hit.sum() / max(src.sum(), 1))
     spill = float(changed[far].mean()) if far.any() else 0.0
     return {"effect": effect, "spill": spill, "score": effect * (1 - spill)}

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from .. import xla
+from ..images import dilate  # noqa: F401 (edits and tests use it from here)
 from ..zdataset import z_for
 from . import towns
 
@@ -24,17 +25,6 @@ def classes(names):
     if unknown or not names:
         raise ValueError(f"unknown class {unknown or names}; classes are {', '.join(towns.CLASSES)}")
     return np.array([towns.CLASS[n] for n in names])
-
-
-def dilate(mask, radius):
-    """Square (Chebyshev) dilation of boolean [n, h, w] masks."""
-    out = mask.copy()
-    h, w = mask.shape[1:]
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] |= \
-                mask[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
 
 
 def compare(before, after, source, target, radius=3):
