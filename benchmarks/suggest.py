@@ -62,12 +62,9 @@ def spearman(a, b):
 def measure(model, rewriters, trials, z, before, source, target):
     """{(layer, rank): section 5.1 effect} of the trials' kept weights on unseen samples z."""
     out = {}
-    for layer in dict.fromkeys(t.layer for t in trials):
-        group = [t for t in trials if t.layer == layer]
-        _, edited = suggest.renderer(rewriters[layer], z)
-        for t, after in zip(group, edited(np.stack([t.weight for t in group]))):
-            m = metrics.compare(before, after, source, target)
-            out[(layer, t.rank)] = {"effect": m["effect"], "collateral": m["collateral"]}
+    for t, after in suggest.rendered(rewriters, trials, z):
+        m = metrics.compare(before, after, source, target)
+        out[(t.layer, t.rank)] = {"effect": m["effect"], "collateral": m["collateral"]}
     return out
 
 
@@ -191,14 +188,11 @@ def faces_agreement(args, _):
                             EditOptions(method="lambda", lr=rule["lr"], niter=args.niter), samples=args.samples,
                             cache_dir=args.cache, rewriters=rewriters, keep_weights=True)
         trials = []
-        for layer in dict.fromkeys(t.layer for t in s.ranking):
-            group = [t for t in s.ranking if t.layer == layer]
-            _, edited = suggest.renderer(rewriters[layer], z)
-            for t, after in zip(group, edited(np.stack([t.weight for t in group]))):
-                rate = float(faces.detect(after, rule["attribute"]).mean())
-                outside = float((np.abs(after - before).mean(-1) / 2)[:, ~region].mean())
-                trials.append({**t.to_json(), "detected": rate, "change_outside": outside,
-                               "measured": sign * (rate - base) if outside <= MAX_OUTSIDE else 0.0})
+        for t, after in suggest.rendered(rewriters, s.ranking, z):
+            rate = float(faces.detect(after, rule["attribute"]).mean())
+            outside = float((np.abs(after - before).mean(-1) / 2)[:, ~region].mean())
+            trials.append({**t.to_json(), "detected": rate, "change_outside": outside,
+                           "measured": sign * (rate - base) if outside <= MAX_OUTSIDE else 0.0})
         trials.sort(key=lambda r: -r["score"])
         best = max(trials, key=lambda r: r["measured"])
         rows[name] = {"shipped_layer": rule["layer"], "detected_before": float(base), "suggested": trials[0],

@@ -254,15 +254,24 @@ def score(before, after, refs, before_source=None):
 
 
 def renderer(rw, z):
-    """(images of `z` with the original weights, fn(weights [R, ...]) -> images [R, n, ...]),
-    NHWC at the model's size: the layers before the rewritten one run once. The programs are
-    kept by the Rewriter, so later requests at this layer do not compile again."""
+    """fn(weights [R, ...] | None) -> images [R, n, ...] of `z` with each kernel (None: [n, ...]
+    with the original weights), NHWC at the model's size: the layers before the rewritten one
+    run once. The programs are kept by the Rewriter, so later requests at this layer do not
+    compile again."""
     gen, start, path = rw.gen, rw.gen.span(rw.first)[0], rw.weight_path
     bag = rw._context(rw.device_params, z)
     run = rw.program(("render",), lambda: lambda params, bag: gen.image(gen.run(params, bag, start)))
     many = rw.program(("render_many",), lambda: jax.vmap(
         lambda params, w, bag: gen.image(gen.run(replace(params, path, w), bag, start)), in_axes=(None, 0, None)))
-    return np.asarray(run(rw.device_params, bag)), lambda weights: np.asarray(many(rw.device_params, weights, bag))
+    return lambda weights=None: np.asarray(run(rw.device_params, bag) if weights is None else
+                                           many(rw.device_params, weights, bag))
+
+
+def rendered(rewriters, trials, z):
+    """(trial, images of z with its kept kernel) for each Trial, a batch per layer."""
+    for layer in dict.fromkeys(t.layer for t in trials):
+        group = [t for t in trials if t.layer == layer]
+        yield from zip(group, renderer(rewriters[layer], z)(np.stack([t.weight for t in group])))
 
 
 def trials(rw, request, ranks, options):
@@ -330,14 +339,14 @@ def suggest(model, request, layers=None, ranks=RANKS, options=EditOptions(method
         skipped.update(why)
         if not tried:
             continue
-        original, edited = renderer(rw, z)
+        render = renderer(rw, z)
         if refs is None:  # the same references and unseen samples for every layer
-            render = rw.program(("image",), lambda: rw.gen)
-            refs = references(lambda images: downscale(np.asarray(render(rw.device_params, rw.z(images)))),
+            image = rw.program(("image",), lambda: rw.gen)
+            refs = references(lambda images: downscale(np.asarray(image(rw.device_params, rw.z(images)))),
                               request, options.kind)
-            before = downscale(original)
+            before = downscale(render())
             src = source_pixels(before, refs)
-        for r, w, after, loss in zip(tried, weights, edited(weights), losses):
+        for r, w, after, loss in zip(tried, weights, render(weights), losses):
             s = score(before, downscale(after), refs, src)
             ranking.append(Trial(rw.layer, int(r), s["score"], s["effect"], s["spill"],
                                  float(1 - loss[-1] / max(loss[0], 1e-12)), float(loss[0]), float(loss[-1]),
