@@ -127,7 +127,10 @@ def summarise(done):
             "trials_below_5pct": len(flops := [r for c in done for r in c["trials"] if r["measured"] < 0.05]),
             "of_which_predicted_below_5pct": sum(r["effect"] < suggest.WORKS for r in flops) / max(len(flops), 1),
             "trials_above_10pct_predicted_at_least_5pct": float(np.mean(
-                [r["effect"] >= suggest.WORKS for c in done for r in c["trials"] if r["measured"] >= 0.10]))}
+                [r["effect"] >= suggest.WORKS for c in done for r in c["trials"] if r["measured"] >= 0.10])),
+            "restricted_to_coarse_layers": [restricted(done, layers) for layers in COARSE
+                                            if all(any(t["layer"] == l for t in c["trials"]) for c in done
+                                                   for l in layers)]}
 
 
 def by_rule(done):
@@ -142,6 +145,25 @@ def by_rule(done):
                      f"{np.mean([c['suggested']['measured'] for c in cs]):.0%} | {good}/{len(works)} | "
                      f"{np.nanmean([c['spearman'] for c in cs]):.2f} |")
     return "\n".join(lines)
+
+
+COARSE = (["layer3"], ["layer3", "layer4"], ["layer3", "layer4", "layer5"])
+
+
+def restricted(done, layers):
+    """`likely_to_work` had only `layers` been tried (the same trials and scores): on the
+    candidates whose best trial there stays below 5% (the flag should be false) and those
+    whose best reaches 10% (it should be true). Coarse layers fail for most candidates, so
+    they give the cases where no layer works that the full set never has."""
+    dead = alive = dead_right = alive_right = 0
+    for c in done:
+        trials = [t for t in c["trials"] if t["layer"] in layers]
+        top = min(trials, key=lambda t: (-t["score"], -t["fit"]))
+        flag, best = top["effect"] >= suggest.WORKS, max(t["measured"] for t in trials)
+        dead, dead_right = dead + (best < 0.05), dead_right + (best < 0.05 and not flag)
+        alive, alive_right = alive + (best >= 0.10), alive_right + (best >= 0.10 and flag)
+    return {"layers": list(layers), "none_reach_5pct": dead, "of_which_flag_false": dead_right,
+            "some_reach_10pct": alive, "of_which_flag_true": alive_right}
 
 
 def save(path, args, done):
