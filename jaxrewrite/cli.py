@@ -219,8 +219,6 @@ def cmd_suggest(args):
     options = EditOptions(kind=kind, lr=args.lr if args.lr is not None else found.get("lr", DEFAULTS.lr),
                           key_method=args.key_method, niter=args.niter, stats_samples=args.stats_samples,
                           seed=args.seed, label=args.image_class, drank=args.drank)
-    if args.samples < 1:
-        raise ValueError(f"--samples {args.samples}: must be at least 1")
     model = _load(args.model)
     result = suggest.suggest(model, request, args.layers, args.ranks, _trial_options(options),
                              samples=args.samples, seed=args.sample_seed, cache_dir=args.cache,
@@ -594,7 +592,7 @@ def parser():
     p.add_argument("--layers", nargs="+", help="candidate layers (default: every rewritable layer whose values "
                                                "are at least 1/8 of the image's size)")
     p.add_argument("--ranks", nargs="+", type=count, default=list(suggest.RANKS), help="candidate ranks")
-    p.add_argument("--samples", type=int, default=suggest.SAMPLES, help="unseen samples each trial is scored on")
+    p.add_argument("--samples", type=count, default=suggest.SAMPLES, help="unseen samples each trial is scored on")
     p.add_argument("--sample-seed", type=int, default=suggest.SEED, help="their z data set")
     p.add_argument("--lr", type=float, help=f"learning rate (default: the edit file's, else {DEFAULTS.lr})")
     p.add_argument("--niter", type=count, default=DEFAULTS.niter, help="optimisation steps of each trial")

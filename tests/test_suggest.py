@@ -205,7 +205,7 @@ def test_suggest_command_reads_an_erase_and_prints_the_ranking(tmp_path, capsys)
 @pytest.mark.parametrize("argv, message", [
     (["--layers", "layer99"], "'layer99' is not a rewritable layer"),
     (["--json", "out.txt"], "--json out.txt: must end in .json"),
-    (["--samples", "0"], "--samples 0: must be at least 1"),
+    (["--samples", "0"], "argument --samples: must be an integer >= 1"),
     (["--ranks", "0"], "argument --ranks: must be an integer >= 1"),
 ])
 def test_suggest_bad_input_fails_before_any_work(tmp_path, capsys, argv, message):

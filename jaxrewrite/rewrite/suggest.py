@@ -39,7 +39,7 @@ from ..tree import replace
 from ..zdataset import z_for
 from . import batch, keys
 from .editfile import Request
-from .pipeline import EditOptions
+from .pipeline import EditOptions, _count
 from .rewriter import NotApplicable, Rewriter, resolutions
 
 SAMPLES = 100  # unseen samples each trial is rendered on
@@ -100,7 +100,7 @@ def default_layers(model, fraction=1 / 8):
     """The rewritable blocks whose value maps are at least `fraction` of the image's size:
     coarser ones hold too few pixels for a regional rule."""
     gen = model.generator(**model.official_options(1))
-    size = min(gen(model.params, np.zeros((1, gen.z_dim), np.float32)).shape[1:3])
+    size = min(jax.eval_shape(gen, model.params, np.zeros((1, gen.z_dim), np.float32)).shape[1:3])
     return [b for b, (_, v, _) in resolutions(gen, model.params).items() if min(v) >= fraction * size]
 
 
@@ -355,7 +355,3 @@ def suggest(model, request, layers=None, ranks=RANKS, options=EditOptions(method
         raise NotApplicable("no (layer, rank) could be tried: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     ranking.sort(key=lambda t: (-t.score, -t.fit))
     return Suggestion(tuple(ranking), ranking[0].effect >= WORKS, skipped, samples, seed, time.time() - start)
-
-
-def _count(n):
-    return isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
