@@ -92,6 +92,38 @@ def taps(kernel, fn):
     return kernel.taps(fn) if isinstance(kernel, LowRank) else fn(kernel)
 
 
+def pixel_sums(x):
+    """Per-sample sums over the pixels: [n, ..., c] -> [n, c], as batched dots with ones (the
+    GEMV's canonical operand order, so no transposed copy). XLA:CPU runs the same sum as a
+    reduction over the middle axes at 1/6 of the GEMV's speed (256x512: 140 against 24 us);
+    it is what the edits' losses and StyleGAN2's demodulation gradient sum every step."""
+    n, c = x.shape[0], x.shape[-1]
+    return jnp.einsum("np,npc->nc", jnp.ones((n, x.size // (n * c)), x.dtype), x.reshape(n, -1, c))
+
+
+def total(x):
+    """The sum of all elements, the pixels summed by `pixel_sums`."""
+    return jnp.sum(pixel_sums(x))
+
+
+@jax.custom_vjp
+def scale_channels(x, s):
+    """x [n, h, w, c] * s [n, c] at every pixel; the gradient in s sums pixels by `pixel_sums`."""
+    return x * s[:, None, None, :]
+
+
+def _scale_channels_fwd(x, s):
+    return scale_channels(x, s), (x, s)
+
+
+def _scale_channels_bwd(res, g):
+    x, s = res
+    return g * s[:, None, None, :], pixel_sums(g * x)
+
+
+scale_channels.defvjp(_scale_channels_fwd, _scale_channels_bwd)
+
+
 def tap_squares(kernel):
     """sum over taps of kernel[y, x, i, o]²: [in, out]. A dot with ones: XLA's CPU reduction over
     the two leading axes took 10 ms for a 3x3x512x512 kernel (forward and gradient 1.7 ms as a

@@ -98,7 +98,7 @@ def styled_conv(name, sub, lat, upsample, mode, noise_batch, clamp=None):
             out = ops.conv_transpose(bag["fmap"], scaled, stride=2, padding=0)
         else:
             out = ops.conv(bag["fmap"], scaled, padding=k // 2)
-        return {**bag, "fmap": out * demodulation(kernel, bag["style"])[:, None, None, :]}
+        return {**bag, "fmap": ops.scale_channels(out, demodulation(kernel, bag["style"]))}
 
     def blur(params, bag):
         fir = get(params, f"{base}.mconv.blur")["kernel"]

@@ -88,10 +88,10 @@ def l1(target, goal_in, goal_out, mask=None):
     """Mean absolute error; with `mask` [n, h, w], the mean over the masked pixels only (used to
     batch goals of different sizes, zero-padded to one shape)."""
     if mask is None:
-        return lambda w: jnp.mean(jnp.abs(goal_out - target(w, goal_in)))
+        return lambda w: ops.total(jnp.abs(goal_out - target(w, goal_in))) / goal_out.size
     chex.assert_shape(mask, goal_out.shape[:-1])
     scale = jnp.sum(mask) * goal_out.shape[-1]
-    return lambda w: jnp.sum(jnp.abs(goal_out - target(w, goal_in)) * mask[..., None]) / scale
+    return lambda w: ops.total(jnp.abs(goal_out - target(w, goal_in)) * mask[..., None]) / scale
 
 
 def progress(report, it):
