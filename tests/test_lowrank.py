@@ -137,3 +137,25 @@ def test_factored_kernel_acts_like_its_dense_kernel_in_every_op():
                lambda k: ops.upsample_conv(x, k, 1), lambda k: ops.conv(z, k, 2), lambda k: ops.conv(x, k / 3.0, 1)):
         assert rel_err(op(k), op(k.dense())) < 1e-5
     assert k.shape == w0.shape and k[0:2].shape == (2, 3, 6, 5)
+
+
+def test_pixel_sums_and_channel_scaling_match_plain_sums_under_vmap_and_grad():
+    """The GEMV forms the loop sums with (`ops.pixel_sums`, `ops.total`, `ops.scale_channels`)
+    give the plain reductions' values and gradients, alone and under one or two `vmap`s (where
+    the GEMV's batching rule folds the vmapped axes into the samples)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, 2, 2, 4, 5, 6)), jnp.float32)  # [e, e2, n, h, w, c]
+    s = jnp.asarray(rng.standard_normal((2, 6)), jnp.float32)
+    summed = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
+    plain = lambda x: jnp.sum(x, (1, 2))
+    scaled = lambda x, s: jnp.sum(jnp.sin(ops.scale_channels(x, s)))
+    reference = lambda x, s: jnp.sum(jnp.sin(x * s[:, None, None, :]))
+    for depth, batched in ((0, lambda g: g), (1, jax.vmap), (2, lambda g: jax.vmap(jax.vmap(g)))):
+        xs = x[(0,) * (2 - depth)]
+        ss = jnp.broadcast_to(s, xs.shape[:depth] + s.shape)
+        pairs = [(batched(ops.pixel_sums)(xs), batched(plain)(xs)),
+                 (batched(ops.total)(xs), batched(jnp.sum)(xs)),
+                 (batched(jax.grad(summed(ops.pixel_sums)))(xs), batched(jax.grad(summed(plain)))(xs)),
+                 *zip(batched(jax.grad(scaled, (0, 1)))(xs, ss), batched(jax.grad(reference, (0, 1)))(xs, ss))]
+        for got, want in pairs:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
